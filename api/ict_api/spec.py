@@ -1,0 +1,431 @@
+"""The ImageClassifierTraining spec: the one contract between the user, the operator and the trainer.
+
+Field names are snake_case in Python and camelCase on the wire (YAML, JSON, the CRD).
+Every field carries a description: it is what `kubectl explain ict.spec` and the docs show.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+API_GROUP = "littledata.dev"
+API_VERSION = "v1alpha1"
+KIND = "ImageClassifierTraining"
+PLURAL = "imageclassifiertrainings"
+SHORT_NAME = "ict"
+
+# Kubernetes quantity, e.g. "500m", "2", "8Gi".
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
+
+
+class SpecModel(BaseModel):
+    """Base of every spec section: camelCase aliases, unknown fields rejected."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        use_enum_values=False,
+        validate_default=True,
+    )
+
+
+class Strategy(StrEnum):
+    """The three recipes of the blog post."""
+
+    SCRATCH = "scratch"
+    BOTTLENECK = "bottleneck"
+    FINETUNE = "finetune"
+
+
+class Backbone(StrEnum):
+    """Pretrained convolutional bases from keras.applications."""
+
+    VGG16 = "vgg16"
+    MOBILENET = "mobilenet"
+    MOBILENET_V2 = "mobilenet_v2"
+    RESNET50 = "resnet50"
+    EFFICIENTNETB0 = "efficientnetb0"
+
+
+class Pooling(StrEnum):
+    AVG = "avg"
+    MAX = "max"
+    FLATTEN = "flatten"
+
+
+class FillMode(StrEnum):
+    NEAREST = "nearest"
+    REFLECT = "reflect"
+    WRAP = "wrap"
+    CONSTANT = "constant"
+
+
+class Optimizer(StrEnum):
+    RMSPROP = "rmsprop"
+    ADAM = "adam"
+    ADAMW = "adamw"
+    SGD = "sgd"
+
+
+class MixedPrecision(StrEnum):
+    AUTO = "auto"
+    ON = "on"
+    OFF = "off"
+
+
+class Monitor(StrEnum):
+    VAL_LOSS = "val_loss"
+    VAL_ACCURACY = "val_accuracy"
+
+
+class AddressingStyle(StrEnum):
+    AUTO = "auto"
+    PATH = "path"
+    VIRTUAL = "virtual"
+
+
+class DatasetSpec(SpecModel):
+    uri: str = Field(
+        min_length=1,
+        description=(
+            "Local path or s3://bucket/prefix of the images. Either it holds train/<class>/ and "
+            "validation/<class>/ folders, or it holds the <class>/ folders directly and "
+            "validationSplit carves the validation set out of them. Classes are the sorted "
+            "folder names. Accepted files: .jpg, .jpeg, .png, .bmp, .gif (first frame)."
+        ),
+    )
+    validation_split: float | None = Field(
+        default=None,
+        gt=0.0,
+        lt=1.0,
+        description=(
+            "Fraction of each class held out for validation (stratified, seeded by "
+            "training.seed) when the dataset has no validation/ folder. Defaults to 0.2 then. "
+            "Must be left unset when a validation/ folder exists."
+        ),
+    )
+
+
+class StorageSpec(SpecModel):
+    endpoint: str | None = Field(
+        default=None,
+        description=(
+            "S3 endpoint URL, e.g. http://minio.minio:9000. Unset: boto3's usual lookup "
+            "(AWS_ENDPOINT_URL, profile, AWS)."
+        ),
+    )
+    region: str | None = Field(default=None, description="S3 region; unset: boto3's default.")
+    addressing_style: AddressingStyle = Field(
+        default=AddressingStyle.PATH,
+        description="S3 addressing style; MinIO, Ceph and SeaweedFS need path (the default).",
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        max_length=253,
+        description=(
+            "Name of a Secret in the resource's namespace with AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY. Used by the operator; a local run reads the environment."
+        ),
+    )
+
+
+class OutputSpec(SpecModel):
+    uri: str = Field(
+        default="ict-output",
+        min_length=1,
+        description="Local folder or s3://bucket/prefix that receives the model and reports.",
+    )
+    overwrite: bool = Field(
+        default=False,
+        description=(
+            "Replace the results of a different training found at uri. Without it such a run is "
+            "refused, so that nobody's results are lost by a typo."
+        ),
+    )
+
+
+class CacheSpec(SpecModel):
+    enabled: bool = Field(default=True, description="Reuse bottleneck features between runs.")
+    uri: str | None = Field(
+        default=None,
+        description=(
+            "Where bottleneck features are kept: local folder or s3://bucket/prefix. Unset: "
+            "$ICT_CACHE_DIR, else ~/.cache/ict for a local output, or .ict-cache/ in the "
+            "output's bucket."
+        ),
+    )
+
+
+class ModelSpec(SpecModel):
+    backbone: Backbone = Field(
+        default=Backbone.VGG16,
+        description="Pretrained base for bottleneck and finetune (ignored by scratch).",
+    )
+    alpha: float = Field(
+        default=1.0,
+        gt=0.0,
+        le=1.4,
+        description="Width multiplier of mobilenet and mobilenet_v2 (e.g. 0.25, 0.35, 1.0).",
+    )
+    weights: str = Field(
+        default="imagenet",
+        min_length=1,
+        description=(
+            "imagenet (downloaded by Keras; needs internet), none (random initialisation), or a "
+            "local path or s3:// URI of a Keras weights file (.h5 or .weights.h5) for the "
+            "backbone without its top."
+        ),
+    )
+    image_size: int | None = Field(
+        default=None,
+        ge=32,
+        le=1024,
+        description=(
+            "Side of the square input in pixels. Unset: 150 for scratch, the backbone's native "
+            "size otherwise (224 for most)."
+        ),
+    )
+    pooling: Pooling = Field(
+        default=Pooling.AVG,
+        description=(
+            "How the backbone's feature maps become one vector: avg (global average, small and "
+            "robust), max, or flatten (the blog's choice; large features)."
+        ),
+    )
+    dense_units: int = Field(
+        default=256, ge=0, le=8192, description="Hidden units of the classifier head; 0: none."
+    )
+    dropout: float = Field(
+        default=0.5, ge=0.0, lt=1.0, description="Dropout before the output layer."
+    )
+    scratch_filters: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+        default=[32, 64, 128],
+        min_length=1,
+        max_length=8,
+        description="Filters of each conv/pool block of the scratch convnet (the blog: 32, 32, 64).",
+    )
+    batch_norm: bool = Field(
+        default=True,
+        description="Batch normalisation after each scratch convolution (the blog had none).",
+    )
+
+
+class EarlyStoppingSpec(SpecModel):
+    monitor: Monitor = Field(default=Monitor.VAL_LOSS, description="Metric watched.")
+    patience: int = Field(
+        default=10, ge=1, le=1000, description="Epochs without improvement before stopping."
+    )
+    restore_best_weights: bool = Field(
+        default=True, description="Keep the weights of the best epoch rather than the last."
+    )
+
+
+class TrainingSpec(SpecModel):
+    epochs: int = Field(
+        default=50,
+        ge=1,
+        le=10000,
+        description="Epochs of the scratch model, or of the head for bottleneck and finetune.",
+    )
+    batch_size: int = Field(default=32, ge=1, le=4096, description="Images per step.")
+    optimizer: Optimizer = Field(default=Optimizer.RMSPROP, description="Optimizer.")
+    learning_rate: float = Field(default=1e-3, gt=0.0, le=10.0, description="Learning rate.")
+    label_smoothing: float = Field(
+        default=0.0, ge=0.0, lt=1.0, description="Label smoothing of the cross-entropy loss."
+    )
+    seed: int = Field(
+        default=1337, ge=0, le=2**31 - 1, description="Seed of shuffling, splits and weights."
+    )
+    early_stopping: EarlyStoppingSpec | None = Field(
+        default=None, description="Stop when the monitored metric stops improving; unset: off."
+    )
+    mixed_precision: MixedPrecision = Field(
+        default=MixedPrecision.AUTO,
+        description=(
+            "auto: float16 compute on a GPU, float32 on a CPU; on: always (bfloat16 on a CPU); "
+            "off: float32."
+        ),
+    )
+
+
+class AugmentationSpec(SpecModel):
+    """The options of the blog's ImageDataGenerator, as Keras preprocessing layers."""
+
+    enabled: bool = Field(
+        default=True, description="Augment training images (never validation images)."
+    )
+    rotation_range: float = Field(
+        default=20.0, ge=0.0, le=180.0, description="Largest random rotation, in degrees."
+    )
+    width_shift_range: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="Largest horizontal shift, fraction of width."
+    )
+    height_shift_range: float = Field(
+        default=0.1, ge=0.0, lt=1.0, description="Largest vertical shift, fraction of height."
+    )
+    shear_range: float = Field(
+        default=0.2,
+        ge=0.0,
+        le=1.0,
+        description=(
+            "Largest shear, as the displacement of one edge over the image side "
+            "(0.2 is about 11 degrees, as the blog's 0.2)."
+        ),
+    )
+    zoom_range: float = Field(
+        default=0.2, ge=0.0, lt=1.0, description="Random zoom in [1 - z, 1 + z]."
+    )
+    horizontal_flip: bool = Field(default=True, description="Random left-right flips.")
+    vertical_flip: bool = Field(default=False, description="Random up-down flips.")
+    fill_mode: FillMode = Field(
+        default=FillMode.NEAREST, description="How pixels outside the image are filled."
+    )
+    cval: float = Field(
+        default=0.0, ge=0.0, le=255.0, description="Fill value when fillMode is constant."
+    )
+    rescale: float | None = Field(
+        default=None,
+        gt=0.0,
+        description=(
+            "Factor applied to raw pixels by the scratch model (default 1/255). Pretrained "
+            "backbones use their own preprocessing, so it must stay unset for them."
+        ),
+    )
+
+
+class FineTuneSpec(SpecModel):
+    blocks: int = Field(
+        default=1,
+        ge=1,
+        le=50,
+        description="How many top blocks of the backbone to unfreeze (see docs for names).",
+    )
+    layers: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None,
+        description=(
+            "Layer-name prefixes to unfreeze instead of blocks, e.g. [block5_, block4_conv3]."
+        ),
+    )
+    epochs: int = Field(default=30, ge=1, le=10000, description="Epochs of the fine-tune stage.")
+    optimizer: Optimizer = Field(default=Optimizer.SGD, description="Optimizer of the stage.")
+    learning_rate: float = Field(
+        default=1e-4, gt=0.0, le=1.0, description="Learning rate; keep it small."
+    )
+    momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD momentum.")
+
+
+class Toleration(SpecModel):
+    key: str | None = Field(default=None, description="Taint key; unset matches every key.")
+    operator: str = Field(
+        default="Equal", pattern="^(Equal|Exists)$", description="Equal or Exists."
+    )
+    value: str | None = Field(default=None, description="Taint value for Equal.")
+    effect: str | None = Field(
+        default=None,
+        pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$",
+        description="Taint effect; unset matches every effect.",
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class ResourcesSpec(SpecModel):
+    gpus: int = Field(default=0, ge=0, le=16, description="nvidia.com/gpu of the trainer pod.")
+    cpu: str = Field(default="2", pattern=QUANTITY_PATTERN, description="CPU request and limit.")
+    memory: str = Field(
+        default="8Gi", pattern=QUANTITY_PATTERN, description="Memory request and limit."
+    )
+
+
+class SchedulingSpec(SpecModel):
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Node labels the trainer pod must match."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Taints the trainer pod tolerates."
+    )
+    queue_name: str | None = Field(
+        default=None, description="Kueue LocalQueue; sets kueue.x-k8s.io/queue-name on the Job."
+    )
+    priority_class_name: str | None = Field(
+        default=None, description="PriorityClass of the trainer pod."
+    )
+
+
+class RetrySpec(SpecModel):
+    backoff_limit: int = Field(
+        default=2, ge=0, le=20, description="Pod failures tolerated before the run fails."
+    )
+    active_deadline_seconds: int | None = Field(
+        default=None, ge=60, description="Wall-clock limit of the whole run; unset: none."
+    )
+
+
+class ImageClassifierTrainingSpec(SpecModel):
+    """What to train, on which images, and where the results go."""
+
+    strategy: Strategy = Field(
+        default=Strategy.FINETUNE,
+        description=(
+            "scratch: a small convnet trained from random weights with augmentation. "
+            "bottleneck: a dense head on cached features of a frozen pretrained backbone. "
+            "finetune: bottleneck, then the top block(s) of the backbone trained slowly."
+        ),
+    )
+    dataset: DatasetSpec = Field(description="Where the labelled images are.")
+    output: OutputSpec = Field(default_factory=OutputSpec, description="Where results go.")
+    storage: StorageSpec = Field(
+        default_factory=StorageSpec, description="How S3-compatible storage is reached."
+    )
+    cache: CacheSpec = Field(default_factory=CacheSpec, description="Bottleneck feature cache.")
+    model: ModelSpec = Field(default_factory=ModelSpec, description="Network architecture.")
+    training: TrainingSpec = Field(default_factory=TrainingSpec, description="Optimisation.")
+    augmentation: AugmentationSpec = Field(
+        default_factory=AugmentationSpec, description="Random transformations of training images."
+    )
+    fine_tune: FineTuneSpec = Field(
+        default_factory=FineTuneSpec, description="The fine-tune stage (strategy finetune)."
+    )
+    resources: ResourcesSpec = Field(
+        default_factory=ResourcesSpec, description="Compute of the trainer pod."
+    )
+    scheduling: SchedulingSpec = Field(
+        default_factory=SchedulingSpec, description="Where the trainer pod may run."
+    )
+    suspend: bool = Field(
+        default=False, description="Hold the run (no pod); resuming continues from checkpoints."
+    )
+    retries: RetrySpec = Field(default_factory=RetrySpec, description="Failure handling.")
+
+    @model_validator(mode="after")
+    def _rescale_only_for_scratch(self) -> Self:
+        if self.augmentation.rescale is not None and self.strategy is not Strategy.SCRATCH:
+            raise ValueError(
+                f"augmentation.rescale={self.augmentation.rescale!r} applies to the scratch "
+                f"strategy only; strategy {self.strategy.value!r} uses the backbone's own "
+                "preprocessing. Remove augmentation.rescale."
+            )
+        return self
+
+
+class ObjectMeta(BaseModel):
+    """The part of metadata a local run reads; the rest is kept as given."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(default="local", description="Name of the resource.")
+    namespace: str | None = None
+
+
+class ImageClassifierTraining(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    api_version: str = Field(alias="apiVersion", pattern=f"^{API_GROUP}/{API_VERSION}$")
+    kind: str = Field(pattern=f"^{KIND}$")
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ImageClassifierTrainingSpec
+    status: dict | None = None

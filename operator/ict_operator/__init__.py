@@ -1,0 +1,1 @@
+"""ict operator (kopf handlers and pure builders); see ARCHITECTURE.md."""
