@@ -1,0 +1,123 @@
+"""What a finished run leaves in its output: model, weights, metrics, history, pictures, report.
+
+Everything is written into a staging folder first and published in one go, metrics.json last:
+an output with a metrics.json holds a complete training.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import platform
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ict_api.spec import ImageClassifierTrainingSpec
+from ict_trainer import __version__, evaluation, report
+from ict_trainer.errors import OutputError
+from ict_trainer.strategies import TrainResult
+
+METRICS = "metrics.json"
+MODEL = "model.keras"
+WEIGHTS = "model.weights.h5"
+HISTORY = "history.csv"
+CURVES = "training-curves.png"
+CONFUSION = "confusion-matrix.png"
+REPORT = "index.html"
+# Fields that change what is trained; the rest (where it runs, where results go) do not.
+RESULT_FIELDS = ("strategy", "dataset", "model", "training", "augmentation", "fine_tune")
+
+
+def spec_digest(spec: ImageClassifierTrainingSpec) -> str:
+    material = spec.model_dump(mode="json", by_alias=True, include=set(RESULT_FIELDS))
+    encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()[:16]
+
+
+def guard_output(store, digest: str, overwrite: bool) -> None:
+    """Refuses an output that holds something else than this training, unless told."""
+    if overwrite:
+        return
+    if store.exists(METRICS):
+        try:
+            found = json.loads(store.get_bytes(METRICS)).get("specDigest")
+        except (ValueError, AttributeError):
+            found = None
+        if found == digest:
+            return
+        raise OutputError(
+            f"output {store.uri!r} already holds a different training (spec digest "
+            f"{found!r}, this run {digest!r}). Choose another output, or pass --overwrite "
+            "(output.overwrite: true) to replace it."
+        )
+    foreign = [o.key for o in store.list() if not o.key.startswith("checkpoints/")]
+    if foreign:
+        raise OutputError(
+            f"output {store.uri!r} is not empty and holds no ict training ({len(foreign)} "
+            f"file(s), e.g. {foreign[0]!r}). Choose an empty or new output, or pass "
+            "--overwrite (output.overwrite: true)."
+        )
+
+
+def versions() -> dict[str, str]:
+    return {
+        "ict": __version__,
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+    }
+
+
+def best_epoch(history: dict[str, list[float]]) -> dict:
+    if not history.get("val_loss"):
+        return {}
+    index = int(np.argmin(history["val_loss"]))
+    best = {key: values[index] for key, values in history.items() if key.startswith("val_")}
+    if "val_accuracy" in history:
+        best["best_val_accuracy"] = max(history["val_accuracy"])
+    return {"epoch": index + 1, **best}
+
+
+def write_history_csv(path: Path, result: TrainResult) -> None:
+    columns = sorted(result.history)
+    epochs = len(result.history.get("loss", []))
+    starts = sorted(result.stage_starts, key=lambda item: item[1])
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["epoch", "stage", *columns])
+        for index in range(epochs):
+            stage = next(name for name, start in reversed(starts) if start <= index + 1)
+            writer.writerow([index + 1, stage, *(result.history[c][index] for c in columns)])
+
+
+def write_artifacts(staging: Path, metrics: dict, result: TrainResult, probabilities: np.ndarray,
+                    labels: np.ndarray, images: list[Path]) -> dict:
+    """Writes every artifact into staging and returns metrics.json's content."""
+    result.model.save(staging / MODEL)
+    result.model.save_weights(staging / WEIGHTS)
+    write_history_csv(staging / HISTORY, result)
+    class_names = metrics["classNames"]
+    summary = evaluation.classification_summary(labels, probabilities, class_names)
+    metrics["evaluation"] = summary
+    report.plot_training_curves(
+        result.history, staging / CURVES, [(stage, first - 1) for stage, first in result.stage_starts]
+    )
+    report.plot_confusion_matrix(summary["confusionMatrix"], class_names, staging / CONFUSION)
+    worst = evaluation.worst_predictions(labels, probabilities)
+    for item in worst:
+        item["thumbnail"] = report.thumbnail(images[item["index"]])
+        item["trueClass"] = class_names[item["trueIndex"]]
+        item["predictedClass"] = class_names[item["predictedIndex"]]
+        item["file"] = images[item["index"]].name
+    report.write_html_report(
+        staging / REPORT, metrics, {"curves": staging / CURVES, "confusion": staging / CONFUSION},
+        worst,
+    )
+    metrics["worst"] = [{k: v for k, v in item.items() if k != "thumbnail"} for item in worst]
+    (staging / METRICS).write_text(json.dumps(metrics, indent=2, default=str))
+    return metrics

@@ -1,0 +1,112 @@
+"""Bottleneck features: computed once per (dataset content, backbone, weights, size, pooling).
+
+An entry is bottleneck/<key>/ holding one .npy per array and manifest.json. The manifest is
+written last, so an entry without one is incomplete and is never read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ict_trainer.data import Dataset
+
+log = logging.getLogger(__name__)
+
+# Bump when decoding, resizing or pooling changes what features a given image yields.
+PREPROCESSING_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def file_md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def dataset_fingerprint(dataset: Dataset, etags: dict[Path, str] | None = None) -> list[list]:
+    """(split, class, relative path, size, content tag) of every image, in split order.
+
+    The content tag is the object's ETag when the dataset came from a bucket (no re-hash
+    needed), else the file's md5.
+    """
+    rows = []
+    for split, samples in (("train", dataset.train), ("validation", dataset.validation)):
+        for sample in samples:
+            tag = (etags or {}).get(sample.path) or file_md5(sample.path)
+            rows.append([
+                split,
+                dataset.class_names[sample.label],
+                sample.path.relative_to(dataset.root).as_posix(),
+                sample.path.stat().st_size,
+                tag,
+            ])
+    return rows
+
+
+def cache_key(
+    fingerprint: list[list],
+    *,
+    backbone: str,
+    alpha: float,
+    weights: str,
+    image_size: int,
+    pooling: str,
+) -> str:
+    material = {
+        "images": fingerprint,
+        "backbone": backbone,
+        "alpha": alpha,
+        "weights": weights,
+        "imageSize": image_size,
+        "pooling": pooling,
+        "preprocessing": PREPROCESSING_VERSION,
+    }
+    encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()[:32]
+
+
+class FeatureCache:
+    """Feature arrays in a Store (a local folder or a bucket prefix)."""
+
+    def __init__(self, store):
+        self.store = store
+
+    def _prefix(self, key: str) -> str:
+        return f"bottleneck/{key}"
+
+    def uri(self, key: str) -> str:
+        return self.store.uri_of(self._prefix(key))
+
+    def load(self, key: str) -> dict[str, np.ndarray] | None:
+        prefix = self._prefix(key)
+        if not self.store.exists(f"{prefix}/{MANIFEST}"):
+            return None
+        manifest = json.loads(self.store.get_bytes(f"{prefix}/{MANIFEST}"))
+        arrays = {}
+        for name in manifest["arrays"]:
+            arrays[name] = np.load(io.BytesIO(self.store.get_bytes(f"{prefix}/{name}.npy")))
+        log.info("bottleneck features found at %s", self.uri(key))
+        return arrays
+
+    def save(self, key: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        with tempfile.TemporaryDirectory(prefix="ict-features-") as staging:
+            staging = Path(staging)
+            for name, array in arrays.items():
+                np.save(staging / f"{name}.npy", array)
+            manifest = {
+                "arrays": {name: list(array.shape) for name, array in arrays.items()},
+                "key": key,
+                **meta,
+            }
+            (staging / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            self.store.put_dir(staging, self._prefix(key), last=[MANIFEST])
+        log.info("bottleneck features saved to %s", self.uri(key))

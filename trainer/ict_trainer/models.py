@@ -1,0 +1,109 @@
+"""Model builders: each takes shapes and keyword hyperparameters and returns a Keras model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+
+from ict_api.spec import Optimizer, Pooling
+
+POOLING: dict[Pooling, Callable[[], keras.layers.Layer]] = {
+    Pooling.AVG: lambda: keras.layers.GlobalAveragePooling2D(name="pool"),
+    Pooling.MAX: lambda: keras.layers.GlobalMaxPooling2D(name="pool"),
+    Pooling.FLATTEN: lambda: keras.layers.Flatten(name="pool"),
+}
+
+OPTIMIZERS: dict[Optimizer, Callable[[float, float], keras.optimizers.Optimizer]] = {
+    Optimizer.RMSPROP: lambda lr, momentum: keras.optimizers.RMSprop(lr, momentum=momentum),
+    Optimizer.ADAM: lambda lr, momentum: keras.optimizers.Adam(lr),
+    Optimizer.ADAMW: lambda lr, momentum: keras.optimizers.AdamW(lr),
+    Optimizer.SGD: lambda lr, momentum: keras.optimizers.SGD(lr, momentum=momentum),
+}
+
+
+def output_layer(num_classes: int, name: str = "predictions") -> keras.layers.Layer:
+    # float32 outputs keep the loss stable under mixed precision.
+    if num_classes == 2:
+        return keras.layers.Dense(1, activation="sigmoid", dtype="float32", name=name)
+    return keras.layers.Dense(num_classes, activation="softmax", dtype="float32", name=name)
+
+
+def build_scratch_model(
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    filters: list[int] = (32, 32, 64),
+    batch_norm: bool = False,
+    pooling: Pooling = Pooling.FLATTEN,
+    dense_units: int = 64,
+    dropout: float = 0.5,
+    rescale: float = 1 / 255,
+) -> keras.Model:
+    """The blog's small convnet: conv/relu/max-pool blocks, a dense layer, dropout, output."""
+    inputs = keras.Input(input_shape, name="image")
+    x = keras.layers.Rescaling(rescale, name="rescale")(inputs)
+    for index, width in enumerate(filters, start=1):
+        x = keras.layers.Conv2D(width, 3, use_bias=not batch_norm, name=f"conv{index}")(x)
+        if batch_norm:
+            x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
+        x = keras.layers.Activation("relu", name=f"relu{index}")(x)
+        x = keras.layers.MaxPooling2D(2, name=f"pool{index}")(x)
+    x = POOLING[pooling]()(x)
+    outputs = classifier_head(x, num_classes, dense_units=dense_units, dropout=dropout)
+    return keras.Model(inputs, outputs, name="scratch_convnet")
+
+
+def classifier_head(x, num_classes: int, *, dense_units: int, dropout: float):
+    if dense_units:
+        x = keras.layers.Dense(dense_units, activation="relu", name="head_dense")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="head_dropout")(x)
+    return output_layer(num_classes)(x)
+
+
+def build_head(
+    feature_shape: tuple[int, ...], num_classes: int, *, dense_units: int = 256, dropout: float = 0.5
+) -> keras.Model:
+    """The small dense model trained on bottleneck features."""
+    inputs = keras.Input(feature_shape, name="features")
+    outputs = classifier_head(inputs, num_classes, dense_units=dense_units, dropout=dropout)
+    return keras.Model(inputs, outputs, name="head")
+
+
+def build_feature_extractor(
+    base: keras.Model, preprocessing: keras.layers.Layer | None, pooling: Pooling
+) -> keras.Model:
+    """Raw images in [0, 255] -> one feature vector each; the base runs in inference mode."""
+    inputs = keras.Input(base.input_shape[1:], name="image")
+    x = preprocessing(inputs) if preprocessing is not None else inputs
+    x = base(x, training=False)
+    return keras.Model(inputs, POOLING[pooling]()(x), name="feature_extractor")
+
+
+def build_classifier(extractor: keras.Model, head: keras.Model) -> keras.Model:
+    """Raw images -> class probabilities: what is saved as model.keras."""
+    inputs = keras.Input(extractor.input_shape[1:], name="image")
+    return keras.Model(inputs, head(extractor(inputs)), name="classifier")
+
+
+def compile_model(
+    model: keras.Model,
+    num_classes: int,
+    *,
+    optimizer: Optimizer,
+    learning_rate: float,
+    momentum: float = 0.0,
+    label_smoothing: float = 0.0,
+) -> None:
+    if num_classes == 2:
+        loss = keras.losses.BinaryCrossentropy(label_smoothing=label_smoothing)
+        accuracy = keras.metrics.BinaryAccuracy(name="accuracy")
+    else:
+        loss = keras.losses.CategoricalCrossentropy(label_smoothing=label_smoothing)
+        accuracy = keras.metrics.CategoricalAccuracy(name="accuracy")
+    model.compile(
+        optimizer=OPTIMIZERS[optimizer](learning_rate, momentum),
+        loss=loss,
+        metrics=[accuracy],
+    )

@@ -1,0 +1,220 @@
+"""The three recipes. Each is a function of a RunContext; STRATEGIES maps the spec's name to it."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ict_api.spec import ImageClassifierTrainingSpec, Strategy
+from ict_trainer import backbones, models
+from ict_trainer.augment import build_augmenter
+from ict_trainer.data import Dataset
+from ict_trainer.features import FeatureCache, cache_key
+from ict_trainer.pipeline import array_dataset, encode_labels, image_dataset
+from ict_trainer.progress import EpochReporter, Reporter
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunContext:
+    spec: ImageClassifierTrainingSpec
+    dataset: Dataset
+    image_size: int
+    reporter: Reporter
+    distribution: tf.distribute.Strategy
+    weights: str  # "imagenet", "none" or a local file
+    cache: FeatureCache | None = None
+    fingerprint: Callable[[], list[list]] | None = None  # the dataset's, for the cache key
+    callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.dataset.class_names)
+
+    def images(self, split: str, *, train: bool) -> tf.data.Dataset:
+        samples = getattr(self.dataset, split)
+        training = self.spec.training
+        return image_dataset(
+            samples,
+            self.num_classes,
+            self.image_size,
+            training.batch_size,
+            shuffle_seed=training.seed if train else None,
+            augmenter=build_augmenter(self.spec.augmentation, training.seed) if train else None,
+        )
+
+
+@dataclass
+class TrainResult:
+    model: keras.Model | None = None
+    history: dict[str, list[float]] = field(default_factory=dict)
+    stage_starts: list[tuple[str, int]] = field(default_factory=list)
+    durations: dict[str, float] = field(default_factory=dict)
+    cache_hit: bool | None = None
+    unfrozen_layers: list[str] = field(default_factory=list)
+
+
+def fit_stage(ctx: RunContext, result: TrainResult, stage: str, model: keras.Model,
+              train: tf.data.Dataset, validation: tf.data.Dataset, epochs: int) -> None:
+    callbacks = [EpochReporter(ctx.reporter, stage, epochs), *ctx.callbacks]
+    stopping = ctx.spec.training.early_stopping
+    if stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(
+            monitor=stopping.monitor.value,
+            patience=stopping.patience,
+            restore_best_weights=stopping.restore_best_weights,
+        ))
+    started = time.monotonic()
+    history = model.fit(
+        train, validation_data=validation, epochs=epochs,
+        callbacks=callbacks, verbose=ctx.reporter.keras_verbose,
+    )
+    result.durations[stage] = round(time.monotonic() - started, 3)
+    result.stage_starts.append((stage, len(result.history.get("loss", [])) + 1))
+    for name, values in history.history.items():
+        result.history.setdefault(name, []).extend(float(v) for v in values)
+
+
+def train_scratch(ctx: RunContext) -> TrainResult:
+    spec, result = ctx.spec, TrainResult()
+    with ctx.distribution.scope():
+        model = models.build_scratch_model(
+            (ctx.image_size, ctx.image_size, 3),
+            ctx.num_classes,
+            filters=spec.model.scratch_filters,
+            batch_norm=spec.model.batch_norm,
+            pooling=spec.model.pooling,
+            dense_units=spec.model.dense_units,
+            dropout=spec.model.dropout,
+            rescale=spec.augmentation.rescale or 1 / 255,
+        )
+        models.compile_model(
+            model, ctx.num_classes,
+            optimizer=spec.training.optimizer,
+            learning_rate=spec.training.learning_rate,
+            label_smoothing=spec.training.label_smoothing,
+        )
+    fit_stage(ctx, result, "train", model, ctx.images("train", train=True),
+              ctx.images("validation", train=False), spec.training.epochs)
+    result.model = model
+    return result
+
+
+def _extractor(ctx: RunContext) -> tuple[keras.Model, keras.Model]:
+    spec = ctx.spec.model
+    base = backbones.build_base(spec.backbone, ctx.image_size, ctx.weights, spec.alpha)
+    extractor = models.build_feature_extractor(
+        base, backbones.preprocessing_layer(spec.backbone), spec.pooling
+    )
+    return base, extractor
+
+
+def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainResult):
+    """Features and labels of both splits, from the cache when it holds them."""
+    key = None
+    if ctx.cache is not None:
+        spec = ctx.spec.model
+        key = cache_key(
+            ctx.fingerprint(),
+            backbone=spec.backbone.value,
+            alpha=spec.alpha,
+            weights=backbones.weights_digest(ctx.weights),
+            image_size=ctx.image_size,
+            pooling=spec.pooling.value,
+        )
+        cached = ctx.cache.load(key)
+        if cached is not None:
+            result.cache_hit = True
+            ctx.reporter.emit("features", cacheHit=True, key=key, uri=ctx.cache.uri(key))
+            return cached
+    started = time.monotonic()
+    arrays = {}
+    for split in ("train", "validation"):
+        samples = getattr(ctx.dataset, split)
+        images = image_dataset(samples, ctx.num_classes, ctx.image_size,
+                               ctx.spec.training.batch_size, with_labels=False)
+        arrays[f"{split}_features"] = extractor.predict(images, verbose=ctx.reporter.keras_verbose)
+        arrays[f"{split}_labels"] = encode_labels([s.label for s in samples], ctx.num_classes)
+    result.durations["features"] = round(time.monotonic() - started, 3)
+    result.cache_hit = False if ctx.cache is not None else None
+    if ctx.cache is not None:
+        ctx.cache.save(key, arrays, {"classNames": ctx.dataset.class_names})
+    ctx.reporter.emit("features", cacheHit=False, key=key,
+                      uri=ctx.cache.uri(key) if ctx.cache is not None else None)
+    return arrays
+
+
+def _train_head(ctx: RunContext, extractor: keras.Model, result: TrainResult) -> keras.Model:
+    spec = ctx.spec
+    arrays = bottleneck_features(ctx, extractor, result)
+    with ctx.distribution.scope():
+        head = models.build_head(
+            arrays["train_features"].shape[1:], ctx.num_classes,
+            dense_units=spec.model.dense_units, dropout=spec.model.dropout,
+        )
+        models.compile_model(
+            head, ctx.num_classes,
+            optimizer=spec.training.optimizer,
+            learning_rate=spec.training.learning_rate,
+            label_smoothing=spec.training.label_smoothing,
+        )
+    batch, seed = spec.training.batch_size, spec.training.seed
+    train = array_dataset(arrays["train_features"], arrays["train_labels"], batch, seed)
+    validation = array_dataset(arrays["validation_features"], arrays["validation_labels"], batch)
+    fit_stage(ctx, result, "head", head, train, validation, spec.training.epochs)
+    return head
+
+
+def train_bottleneck(ctx: RunContext) -> TrainResult:
+    result = TrainResult()
+    with ctx.distribution.scope():
+        _, extractor = _extractor(ctx)
+    head = _train_head(ctx, extractor, result)
+    with ctx.distribution.scope():
+        result.model = models.build_classifier(extractor, head)
+    return result
+
+
+def train_finetune(ctx: RunContext) -> TrainResult:
+    spec, result = ctx.spec, TrainResult()
+    with ctx.distribution.scope():
+        base, extractor = _extractor(ctx)
+    head = _train_head(ctx, extractor, result)
+    with ctx.distribution.scope():
+        patterns = backbones.block_patterns(
+            spec.model.backbone, spec.fine_tune.blocks, spec.fine_tune.layers
+        )
+        result.unfrozen_layers = backbones.unfreeze(base, patterns)
+        model = models.build_classifier(extractor, head)
+        models.compile_model(
+            model, ctx.num_classes,
+            optimizer=spec.fine_tune.optimizer,
+            learning_rate=spec.fine_tune.learning_rate,
+            momentum=spec.fine_tune.momentum,
+            label_smoothing=spec.training.label_smoothing,
+        )
+    log.info("fine-tuning %d layers: %s", len(result.unfrozen_layers), result.unfrozen_layers)
+    fit_stage(ctx, result, "finetune", model, ctx.images("train", train=True),
+              ctx.images("validation", train=False), spec.fine_tune.epochs)
+    result.model = model
+    return result
+
+
+STRATEGIES: dict[Strategy, Callable[[RunContext], TrainResult]] = {
+    Strategy.SCRATCH: train_scratch,
+    Strategy.BOTTLENECK: train_bottleneck,
+    Strategy.FINETUNE: train_finetune,
+}
+
+
+def predict_probabilities(model: keras.Model, ctx: RunContext) -> np.ndarray:
+    images = image_dataset(ctx.dataset.validation, ctx.num_classes, ctx.image_size,
+                           ctx.spec.training.batch_size, with_labels=False)
+    return model.predict(images, verbose=0)
