@@ -1,4 +1,4 @@
-"""ict's API: the ImageClassifierTraining spec and status, shared by the operator and the trainer."""
+"""ict's API: the ImageClassifierTraining spec and status, shared by operator and trainer."""
 
 from ict_api.load import SpecError, load_document, load_file, validate_spec
 from ict_api.spec import (

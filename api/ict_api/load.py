@@ -9,7 +9,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from ict_api.spec import API_GROUP, API_VERSION, KIND, ImageClassifierTraining, ImageClassifierTrainingSpec
+from ict_api.spec import (
+    API_GROUP,
+    API_VERSION,
+    KIND,
+    ImageClassifierTraining,
+    ImageClassifierTrainingSpec,
+)
 
 
 class SpecError(ValueError):
@@ -22,7 +28,9 @@ def load_file(path: str | Path, overrides: dict[str, Any] | None = None):
     try:
         text = path.read_text()
     except OSError as exc:
-        raise SpecError(f"cannot read spec file {str(path)!r}: {exc.strerror}. Check the path.") from exc
+        raise SpecError(
+            f"cannot read spec file {str(path)!r}: {exc.strerror}. Check the path."
+        ) from exc
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -109,9 +117,7 @@ def _fields_at(root: type[BaseModel], loc: tuple) -> list[str]:
     for part in loc:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             return []
-        field = next(
-            (f for name, f in model.model_fields.items() if part in (name, f.alias)), None
-        )
+        field = next((f for name, f in model.model_fields.items() if part in (name, f.alias)), None)
         if field is None:
             return []
         model = _model_of(field.annotation)

@@ -1,4 +1,4 @@
-"""The ImageClassifierTraining spec: the one contract between the user, the operator and the trainer.
+"""The ImageClassifierTraining spec: the contract between user, operator and trainer.
 
 Field names are snake_case in Python and camelCase on the wire (YAML, JSON, the CRD).
 Every field carries a description: it is what `kubectl explain ict.spec` and the docs show.
@@ -207,7 +207,7 @@ class ModelSpec(SpecModel):
         default=[32, 64, 128],
         min_length=1,
         max_length=8,
-        description="Filters of each conv/pool block of the scratch convnet (the blog: 32, 32, 64).",
+        description="Filters of each conv/pool block of the scratch convnet (blog: 32, 32, 64).",
     )
     batch_norm: bool = Field(
         default=True,

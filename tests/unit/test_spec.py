@@ -26,8 +26,11 @@ def test_defaults_follow_the_blog_with_documented_improvements():
 
 def test_wire_format_is_camel_case_and_round_trips():
     spec = ImageClassifierTrainingSpec.model_validate(
-        {"dataset": {"uri": "d", "validationSplit": 0.25}, "fineTune": {"blocks": 2},
-         "model": {"imageSize": 160}}
+        {
+            "dataset": {"uri": "d", "validationSplit": 0.25},
+            "fineTune": {"blocks": 2},
+            "model": {"imageSize": 160},
+        }
     )
     wire = spec.model_dump(mode="json", by_alias=True)
     assert wire["dataset"]["validationSplit"] == 0.25
@@ -44,6 +47,7 @@ def test_every_field_is_described():
             for candidate in (annotation, *getattr(annotation, "__args__", ())):
                 if isinstance(candidate, type) and hasattr(candidate, "model_fields"):
                     walk(candidate, f"{path}.{name}")
+
     walk(ImageClassifierTrainingSpec, "spec")
 
 
@@ -58,8 +62,10 @@ def test_manifest_and_bare_spec_are_both_accepted(tmp_path):
 
 
 def test_overrides_replace_file_values():
-    _, spec = load_document(MANIFEST, {"strategy": "scratch", "training.epochs": 3,
-                                       "model.imageSize": 64, "dataset.uri": "here"})
+    _, spec = load_document(
+        MANIFEST,
+        {"strategy": "scratch", "training.epochs": 3, "model.imageSize": 64, "dataset.uri": "here"},
+    )
     assert spec.strategy is Strategy.SCRATCH
     assert (spec.training.epochs, spec.model.image_size, spec.dataset.uri) == (3, 64, "here")
 
@@ -68,26 +74,46 @@ def test_overrides_replace_file_values():
     ("spec", "expected"),
     [
         ({}, "spec.dataset: required field is missing"),
-        ({"dataset": {"uri": "d"}, "strategy": "transfer"},
-         "spec.strategy: got 'transfer'; allowed values: 'scratch', 'bottleneck' or 'finetune'"),
-        ({"dataset": {"uri": "d"}, "model": {"backbone": "vgg19"}},
-         "spec.model.backbone: got 'vgg19'; allowed values: 'vgg16'"),
-        ({"dataset": {"uri": "d"}, "training": {"epochs": 0}},
-         "spec.training.epochs: got 0; input should be greater than or equal to 1"),
-        ({"dataset": {"uri": "d"}, "training": {"epoch": 5}},
-         "spec.training.epoch: unknown field; allowed fields here: batchSize, earlyStopping"),
-        ({"dataset": {"uri": "d", "validationSplit": 1.5}},
-         "spec.dataset.validationSplit: got 1.5; input should be less than 1"),
-        ({"dataset": {"uri": "d"}, "augmentation": {"fillMode": "mirror"}},
-         "spec.augmentation.fillMode: got 'mirror'; allowed values: 'nearest', 'reflect'"),
-        ({"dataset": {"uri": "d"}, "augmentation": {"rotationRange": 270}},
-         "spec.augmentation.rotationRange: got 270; input should be less than or equal to 180"),
-        ({"dataset": {"uri": "d"}, "resources": {"memory": "lots"}},
-         "spec.resources.memory: got 'lots'; string should match pattern"),
-        ({"dataset": {"uri": "d"}, "strategy": "finetune", "augmentation": {"rescale": 0.5}},
-         "augmentation.rescale=0.5 applies to the scratch strategy only"),
-        ({"dataset": {"uri": "d"}, "fineTune": {"blocks": 0}},
-         "spec.fineTune.blocks: got 0; input should be greater than or equal to 1"),
+        (
+            {"dataset": {"uri": "d"}, "strategy": "transfer"},
+            "spec.strategy: got 'transfer'; allowed values: 'scratch', 'bottleneck' or 'finetune'",
+        ),
+        (
+            {"dataset": {"uri": "d"}, "model": {"backbone": "vgg19"}},
+            "spec.model.backbone: got 'vgg19'; allowed values: 'vgg16'",
+        ),
+        (
+            {"dataset": {"uri": "d"}, "training": {"epochs": 0}},
+            "spec.training.epochs: got 0; input should be greater than or equal to 1",
+        ),
+        (
+            {"dataset": {"uri": "d"}, "training": {"epoch": 5}},
+            "spec.training.epoch: unknown field; allowed fields here: batchSize, earlyStopping",
+        ),
+        (
+            {"dataset": {"uri": "d", "validationSplit": 1.5}},
+            "spec.dataset.validationSplit: got 1.5; input should be less than 1",
+        ),
+        (
+            {"dataset": {"uri": "d"}, "augmentation": {"fillMode": "mirror"}},
+            "spec.augmentation.fillMode: got 'mirror'; allowed values: 'nearest', 'reflect'",
+        ),
+        (
+            {"dataset": {"uri": "d"}, "augmentation": {"rotationRange": 270}},
+            "spec.augmentation.rotationRange: got 270; input should be less than or equal to 180",
+        ),
+        (
+            {"dataset": {"uri": "d"}, "resources": {"memory": "lots"}},
+            "spec.resources.memory: got 'lots'; string should match pattern",
+        ),
+        (
+            {"dataset": {"uri": "d"}, "strategy": "finetune", "augmentation": {"rescale": 0.5}},
+            "augmentation.rescale=0.5 applies to the scratch strategy only",
+        ),
+        (
+            {"dataset": {"uri": "d"}, "fineTune": {"blocks": 0}},
+            "spec.fineTune.blocks: got 0; input should be greater than or equal to 1",
+        ),
     ],
 )
 def test_invalid_specs_name_the_field_and_what_is_allowed(spec, expected):

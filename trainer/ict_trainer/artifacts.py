@@ -95,8 +95,14 @@ def write_history_csv(path: Path, result: TrainResult) -> None:
             writer.writerow([index + 1, stage, *(result.history[c][index] for c in columns)])
 
 
-def write_artifacts(staging: Path, metrics: dict, result: TrainResult, probabilities: np.ndarray,
-                    labels: np.ndarray, images: list[Path]) -> dict:
+def write_artifacts(
+    staging: Path,
+    metrics: dict,
+    result: TrainResult,
+    probabilities: np.ndarray,
+    labels: np.ndarray,
+    images: list[Path],
+) -> dict:
     """Writes every artifact into staging and returns metrics.json's content."""
     result.model.save(staging / MODEL)
     result.model.save_weights(staging / WEIGHTS)
@@ -105,7 +111,9 @@ def write_artifacts(staging: Path, metrics: dict, result: TrainResult, probabili
     summary = evaluation.classification_summary(labels, probabilities, class_names)
     metrics["evaluation"] = summary
     report.plot_training_curves(
-        result.history, staging / CURVES, [(stage, first - 1) for stage, first in result.stage_starts]
+        result.history,
+        staging / CURVES,
+        [(stage, first - 1) for stage, first in result.stage_starts],
     )
     report.plot_confusion_matrix(summary["confusionMatrix"], class_names, staging / CONFUSION)
     worst = evaluation.worst_predictions(labels, probabilities)
@@ -115,7 +123,9 @@ def write_artifacts(staging: Path, metrics: dict, result: TrainResult, probabili
         item["predictedClass"] = class_names[item["predictedIndex"]]
         item["file"] = images[item["index"]].name
     report.write_html_report(
-        staging / REPORT, metrics, {"curves": staging / CURVES, "confusion": staging / CONFUSION},
+        staging / REPORT,
+        metrics,
+        {"curves": staging / CURVES, "confusion": staging / CONFUSION},
         worst,
     )
     metrics["worst"] = [{k: v for k, v in item.items() if k != "thumbnail"} for item in worst]

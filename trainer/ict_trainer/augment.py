@@ -18,9 +18,7 @@ def augmentation_layers(spec: AugmentationSpec, seed: int) -> list[keras.layers.
     fill = {"fill_mode": spec.fill_mode.value, "fill_value": spec.cval}
     layers: list[keras.layers.Layer] = []
     if spec.rotation_range:
-        layers.append(
-            keras.layers.RandomRotation(spec.rotation_range / 360.0, seed=seed, **fill)
-        )
+        layers.append(keras.layers.RandomRotation(spec.rotation_range / 360.0, seed=seed, **fill))
     if spec.width_shift_range or spec.height_shift_range:
         layers.append(
             keras.layers.RandomTranslation(
@@ -33,7 +31,11 @@ def augmentation_layers(spec: AugmentationSpec, seed: int) -> list[keras.layers.
         )
     if spec.zoom_range:
         layers.append(keras.layers.RandomZoom(spec.zoom_range, seed=seed + 3, **fill))
-    flip = {(True, False): "horizontal", (False, True): "vertical", (True, True): "horizontal_and_vertical"}
+    flip = {
+        (True, False): "horizontal",
+        (False, True): "vertical",
+        (True, True): "horizontal_and_vertical",
+    }
     mode = flip.get((spec.horizontal_flip, spec.vertical_flip))
     if mode:
         layers.append(keras.layers.RandomFlip(mode, seed=seed + 4))

@@ -38,15 +38,17 @@ BACKBONES: dict[Backbone, BackboneInfo] = {
     Backbone.MOBILENET: BackboneInfo(
         keras.applications.MobileNet,
         "tf",
-        tuple(rf"conv_(dw|pw)_{i}(_|$)" for i in range(13, 0, -1)) + (r"conv1(_|$)",),
+        (*tuple(rf"conv_(dw|pw)_{i}(_|$)" for i in range(13, 0, -1)), r"conv1(_|$)"),
         takes_alpha=True,
     ),
     Backbone.MOBILENET_V2: BackboneInfo(
         keras.applications.MobileNetV2,
         "tf",
-        (r"(Conv_1|out_relu|block_16_)",)
-        + tuple(f"block_{i}_" for i in range(15, 0, -1))
-        + (r"(Conv1|bn_Conv1|Conv1_relu|expanded_conv_)",),
+        (
+            r"(Conv_1|out_relu|block_16_)",
+            *(f"block_{i}_" for i in range(15, 0, -1)),
+            r"(Conv1|bn_Conv1|Conv1_relu|expanded_conv_)",
+        ),
         takes_alpha=True,
     ),
     Backbone.RESNET50: BackboneInfo(
@@ -57,7 +59,7 @@ BACKBONES: dict[Backbone, BackboneInfo] = {
     Backbone.EFFICIENTNETB0: BackboneInfo(
         keras.applications.EfficientNetB0,
         "none",  # the model rescales and normalises inside
-        (r"(top_|block7)",) + tuple(f"block{i}" for i in range(6, 0, -1)) + ("stem_",),
+        (r"(top_|block7)", *tuple(f"block{i}" for i in range(6, 0, -1)), "stem_"),
     ),
 }
 
@@ -90,7 +92,9 @@ def preprocessing_layer(backbone: Backbone) -> keras.layers.Layer | None:
     return PREPROCESSING[BACKBONES[backbone].preprocessing]()
 
 
-def build_base(backbone: Backbone, image_size: int, weights: str, alpha: float = 1.0) -> keras.Model:
+def build_base(
+    backbone: Backbone, image_size: int, weights: str, alpha: float = 1.0
+) -> keras.Model:
     """The convolutional base without its top, with weights 'imagenet', 'none' or a file."""
     info = BACKBONES[backbone]
     kwargs = {"include_top": False, "input_shape": (image_size, image_size, 3)}

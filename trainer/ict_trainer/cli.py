@@ -48,10 +48,19 @@ def build_parser() -> argparse.ArgumentParser:
     _spec_arguments(train)
     train.add_argument("--output", help="output folder or s3:// URI (overrides spec.output.uri)")
     train.add_argument("--epochs", type=int, help="epochs (overrides spec.training.epochs)")
-    train.add_argument("--overwrite", action="store_true", default=None,
-                       help="replace a different training found in the output")
-    train.add_argument("--json", dest="json_lines", action="store_true", default=None,
-                       help="JSON progress lines even on a terminal")
+    train.add_argument(
+        "--overwrite",
+        action="store_true",
+        default=None,
+        help="replace a different training found in the output",
+    )
+    train.add_argument(
+        "--json",
+        dest="json_lines",
+        action="store_true",
+        default=None,
+        help="JSON progress lines even on a terminal",
+    )
     train.set_defaults(handler=cmd_train)
 
     predict = commands.add_parser("predict", help="classify images with a trained model")
@@ -124,8 +133,13 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_sample_data(args: argparse.Namespace) -> int:
     from ict_trainer.sample_data import write_sample_data
 
-    counts = write_sample_data(Path(args.folder), train=args.train, validation=args.validation,
-                               size=args.size, seed=args.seed)
+    counts = write_sample_data(
+        Path(args.folder),
+        train=args.train,
+        validation=args.validation,
+        size=args.size,
+        seed=args.seed,
+    )
     print(f"wrote {sum(counts.values())} synthetic images to {args.folder}")
     return 0
 
@@ -142,7 +156,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except (SpecError, IctError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if getattr(args, "json_lines", None) or (args.command == "train" and not sys.stdout.isatty()):
+        if getattr(args, "json_lines", None) or (
+            args.command == "train" and not sys.stdout.isatty()
+        ):
             print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
         return 2
     except KeyboardInterrupt:

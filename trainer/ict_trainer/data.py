@@ -89,8 +89,9 @@ def _load_folders(root: Path, validation_split: float | None) -> Dataset:
     splits = {}
     for split in SPLITS:
         splits[split] = _samples(root / split, train_classes, skipped)
-    return Dataset(root, train_classes, splits["train"], splits["validation"], "folders",
-                   skipped=skipped)
+    return Dataset(
+        root, train_classes, splits["train"], splits["validation"], "folders", skipped=skipped
+    )
 
 
 def _load_split(root: Path, validation_split: float, seed: int) -> Dataset:
@@ -145,7 +146,8 @@ def _samples(folder: Path, classes: list[str], skipped: list[tuple[Path, str]]) 
     samples = []
     for label, name in enumerate(classes):
         files = sorted(
-            p for p in (folder / name).rglob("*")
+            p
+            for p in (folder / name).rglob("*")
             if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
         )
         good = []

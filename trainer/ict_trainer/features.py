@@ -42,13 +42,15 @@ def dataset_fingerprint(dataset: Dataset, etags: dict[Path, str] | None = None) 
     for split, samples in (("train", dataset.train), ("validation", dataset.validation)):
         for sample in samples:
             tag = (etags or {}).get(sample.path) or file_md5(sample.path)
-            rows.append([
-                split,
-                dataset.class_names[sample.label],
-                sample.path.relative_to(dataset.root).as_posix(),
-                sample.path.stat().st_size,
-                tag,
-            ])
+            rows.append(
+                [
+                    split,
+                    dataset.class_names[sample.label],
+                    sample.path.relative_to(dataset.root).as_posix(),
+                    sample.path.stat().st_size,
+                    tag,
+                ]
+            )
     return rows
 
 

@@ -63,7 +63,11 @@ def classifier_head(x, num_classes: int, *, dense_units: int, dropout: float):
 
 
 def build_head(
-    feature_shape: tuple[int, ...], num_classes: int, *, dense_units: int = 256, dropout: float = 0.5
+    feature_shape: tuple[int, ...],
+    num_classes: int,
+    *,
+    dense_units: int = 256,
+    dropout: float = 0.5,
 ) -> keras.Model:
     """The small dense model trained on bottleneck features."""
     inputs = keras.Input(feature_shape, name="features")

@@ -56,25 +56,33 @@ def predict_files(model_path: Path, images: list[Path], classes: list[str] | Non
     rows = []
     for path, row in zip(images, probabilities, strict=True):
         best = int(np.argmax(row))
-        rows.append({
-            "image": str(path),
-            "class": names[best],
-            "probability": float(row[best]),
-            "probabilities": {name: round(float(p), 6) for name, p in zip(names, row, strict=True)},
-        })
+        rows.append(
+            {
+                "image": str(path),
+                "class": names[best],
+                "probability": float(row[best]),
+                "probabilities": {
+                    name: round(float(p), 6) for name, p in zip(names, row, strict=True)
+                },
+            }
+        )
     return rows
 
 
-def write_preview(spec: ImageClassifierTrainingSpec, path: Path, images: int, variants: int) -> Path:
+def write_preview(
+    spec: ImageClassifierTrainingSpec, path: Path, images: int, variants: int
+) -> Path:
     """One row per training image: the original, then `variants` augmented copies."""
-    dataset = load_dataset(Path(spec.dataset.uri), spec.dataset.validation_split,
-                           spec.training.seed)
+    dataset = load_dataset(
+        Path(spec.dataset.uri), spec.dataset.validation_split, spec.training.seed
+    )
     size = image_size_of(spec)
     augmenter = build_augmenter(spec.augmentation, spec.training.seed)
     # Take images round-robin over classes so that every class shows up.
     by_class = [[s for s in dataset.train if s.label == k] for k in range(len(dataset.class_names))]
-    chosen = [group[i] for i in range(max(map(len, by_class))) for group in by_class
-              if i < len(group)][:images]
+    chosen = [
+        group[i] for i in range(max(map(len, by_class))) for group in by_class if i < len(group)
+    ][:images]
     cells, captions = [], []
     for sample in chosen:
         original = load_image(sample.path, size)
@@ -83,5 +91,9 @@ def write_preview(spec: ImageClassifierTrainingSpec, path: Path, images: int, va
         cells.extend([original, *augmented])
         name = dataset.class_names[sample.label]
         captions.extend([f"{name}: {sample.path.name}", *["augmented"] * variants])
-    return report.image_grid([np.clip(c, 0, 255).astype(np.uint8) for c in cells], path,
-                             columns=variants + 1, captions=captions)
+    return report.image_grid(
+        [np.clip(c, 0, 255).astype(np.uint8) for c in cells],
+        path,
+        columns=variants + 1,
+        captions=captions,
+    )

@@ -59,6 +59,9 @@ class EpochReporter(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.reporter.emit(
-            "epoch", stage=self.stage, epoch=epoch + 1, epochs=self.epochs,
+            "epoch",
+            stage=self.stage,
+            epoch=epoch + 1,
+            epochs=self.epochs,
             metrics=clean_metrics(logs),
         )

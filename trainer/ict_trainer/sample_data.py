@@ -20,7 +20,9 @@ so that `ict train` can be tried anywhere, offline; real data has classes that l
 """
 
 
-def _shape_image(kind: str, size: int, rng: random.Random, noise: np.random.Generator) -> Image.Image:
+def _shape_image(
+    kind: str, size: int, rng: random.Random, noise: np.random.Generator
+) -> Image.Image:
     background = np.array([rng.randrange(256) for _ in range(3)], dtype=np.float32)
     pixels = background + noise.normal(0, 24, (size, size, 3))
     image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
@@ -36,8 +38,9 @@ def _shape_image(kind: str, size: int, rng: random.Random, noise: np.random.Gene
     return image
 
 
-def write_sample_data(folder: Path, *, train: int = 48, validation: int = 16, size: int = 96,
-                      seed: int = 0) -> dict[str, int]:
+def write_sample_data(
+    folder: Path, *, train: int = 48, validation: int = 16, size: int = 96, seed: int = 0
+) -> dict[str, int]:
     """Writes folder/train/<class>/ and folder/validation/<class>/ and a README."""
     folder = Path(folder)
     if folder.exists() and any(folder.iterdir()):
@@ -53,7 +56,9 @@ def write_sample_data(folder: Path, *, train: int = 48, validation: int = 16, si
             target = folder / split / kind
             target.mkdir(parents=True, exist_ok=True)
             for index in range(per_class):
-                _shape_image(kind, size, rng, noise).save(target / f"{kind}.{index}.jpg", quality=90)
+                _shape_image(kind, size, rng, noise).save(
+                    target / f"{kind}.{index}.jpg", quality=90
+                )
             counts[f"{split}/{kind}"] = per_class
     (folder / "README.md").write_text(
         README.format(train=train, validation=validation, size=size, seed=seed)

@@ -61,20 +61,32 @@ class TrainResult:
     unfrozen_layers: list[str] = field(default_factory=list)
 
 
-def fit_stage(ctx: RunContext, result: TrainResult, stage: str, model: keras.Model,
-              train: tf.data.Dataset, validation: tf.data.Dataset, epochs: int) -> None:
+def fit_stage(
+    ctx: RunContext,
+    result: TrainResult,
+    stage: str,
+    model: keras.Model,
+    train: tf.data.Dataset,
+    validation: tf.data.Dataset,
+    epochs: int,
+) -> None:
     callbacks = [EpochReporter(ctx.reporter, stage, epochs), *ctx.callbacks]
     stopping = ctx.spec.training.early_stopping
     if stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(
-            monitor=stopping.monitor.value,
-            patience=stopping.patience,
-            restore_best_weights=stopping.restore_best_weights,
-        ))
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                monitor=stopping.monitor.value,
+                patience=stopping.patience,
+                restore_best_weights=stopping.restore_best_weights,
+            )
+        )
     started = time.monotonic()
     history = model.fit(
-        train, validation_data=validation, epochs=epochs,
-        callbacks=callbacks, verbose=ctx.reporter.keras_verbose,
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=ctx.reporter.keras_verbose,
     )
     result.durations[stage] = round(time.monotonic() - started, 3)
     result.stage_starts.append((stage, len(result.history.get("loss", [])) + 1))
@@ -96,13 +108,21 @@ def train_scratch(ctx: RunContext) -> TrainResult:
             rescale=spec.augmentation.rescale or 1 / 255,
         )
         models.compile_model(
-            model, ctx.num_classes,
+            model,
+            ctx.num_classes,
             optimizer=spec.training.optimizer,
             learning_rate=spec.training.learning_rate,
             label_smoothing=spec.training.label_smoothing,
         )
-    fit_stage(ctx, result, "train", model, ctx.images("train", train=True),
-              ctx.images("validation", train=False), spec.training.epochs)
+    fit_stage(
+        ctx,
+        result,
+        "train",
+        model,
+        ctx.images("train", train=True),
+        ctx.images("validation", train=False),
+        spec.training.epochs,
+    )
     result.model = model
     return result
 
@@ -138,16 +158,25 @@ def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainRe
     arrays = {}
     for split in ("train", "validation"):
         samples = getattr(ctx.dataset, split)
-        images = image_dataset(samples, ctx.num_classes, ctx.image_size,
-                               ctx.spec.training.batch_size, with_labels=False)
+        images = image_dataset(
+            samples,
+            ctx.num_classes,
+            ctx.image_size,
+            ctx.spec.training.batch_size,
+            with_labels=False,
+        )
         arrays[f"{split}_features"] = extractor.predict(images, verbose=ctx.reporter.keras_verbose)
         arrays[f"{split}_labels"] = encode_labels([s.label for s in samples], ctx.num_classes)
     result.durations["features"] = round(time.monotonic() - started, 3)
     result.cache_hit = False if ctx.cache is not None else None
     if ctx.cache is not None:
         ctx.cache.save(key, arrays, {"classNames": ctx.dataset.class_names})
-    ctx.reporter.emit("features", cacheHit=False, key=key,
-                      uri=ctx.cache.uri(key) if ctx.cache is not None else None)
+    ctx.reporter.emit(
+        "features",
+        cacheHit=False,
+        key=key,
+        uri=ctx.cache.uri(key) if ctx.cache is not None else None,
+    )
     return arrays
 
 
@@ -156,11 +185,14 @@ def _train_head(ctx: RunContext, extractor: keras.Model, result: TrainResult) ->
     arrays = bottleneck_features(ctx, extractor, result)
     with ctx.distribution.scope():
         head = models.build_head(
-            arrays["train_features"].shape[1:], ctx.num_classes,
-            dense_units=spec.model.dense_units, dropout=spec.model.dropout,
+            arrays["train_features"].shape[1:],
+            ctx.num_classes,
+            dense_units=spec.model.dense_units,
+            dropout=spec.model.dropout,
         )
         models.compile_model(
-            head, ctx.num_classes,
+            head,
+            ctx.num_classes,
             optimizer=spec.training.optimizer,
             learning_rate=spec.training.learning_rate,
             label_smoothing=spec.training.label_smoothing,
@@ -194,15 +226,23 @@ def train_finetune(ctx: RunContext) -> TrainResult:
         result.unfrozen_layers = backbones.unfreeze(base, patterns)
         model = models.build_classifier(extractor, head)
         models.compile_model(
-            model, ctx.num_classes,
+            model,
+            ctx.num_classes,
             optimizer=spec.fine_tune.optimizer,
             learning_rate=spec.fine_tune.learning_rate,
             momentum=spec.fine_tune.momentum,
             label_smoothing=spec.training.label_smoothing,
         )
     log.info("fine-tuning %d layers: %s", len(result.unfrozen_layers), result.unfrozen_layers)
-    fit_stage(ctx, result, "finetune", model, ctx.images("train", train=True),
-              ctx.images("validation", train=False), spec.fine_tune.epochs)
+    fit_stage(
+        ctx,
+        result,
+        "finetune",
+        model,
+        ctx.images("train", train=True),
+        ctx.images("validation", train=False),
+        spec.fine_tune.epochs,
+    )
     result.model = model
     return result
 
@@ -215,6 +255,11 @@ STRATEGIES: dict[Strategy, Callable[[RunContext], TrainResult]] = {
 
 
 def predict_probabilities(model: keras.Model, ctx: RunContext) -> np.ndarray:
-    images = image_dataset(ctx.dataset.validation, ctx.num_classes, ctx.image_size,
-                           ctx.spec.training.batch_size, with_labels=False)
+    images = image_dataset(
+        ctx.dataset.validation,
+        ctx.num_classes,
+        ctx.image_size,
+        ctx.spec.training.batch_size,
+        with_labels=False,
+    )
     return model.predict(images, verbose=0)

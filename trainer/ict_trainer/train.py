@@ -62,11 +62,16 @@ def run_training(
     started = time.monotonic()
     image_size = image_size_of(spec)
     reporter.emit("start", name=name, strategy=spec.strategy.value, imageSize=image_size)
-    dataset = load_dataset(Path(spec.dataset.uri), spec.dataset.validation_split,
-                           spec.training.seed)
+    dataset = load_dataset(
+        Path(spec.dataset.uri), spec.dataset.validation_split, spec.training.seed
+    )
     counts = dataset.counts()
-    reporter.emit("dataset", classes=dataset.class_names, counts=counts,
-                  skipped=[str(path) for path, _ in dataset.skipped])
+    reporter.emit(
+        "dataset",
+        classes=dataset.class_names,
+        counts=counts,
+        skipped=[str(path) for path, _ in dataset.skipped],
+    )
     weights = local_weights(spec)
     output = open_store(spec.output.uri, spec.storage)
     digest = artifacts.spec_digest(spec)
@@ -77,8 +82,13 @@ def run_training(
     if spec.cache.enabled and spec.strategy is not Strategy.SCRATCH:
         cache = FeatureCache(open_store(cache_uri_of(spec), spec.storage))
     ctx = RunContext(
-        spec=spec, dataset=dataset, image_size=image_size, reporter=reporter,
-        distribution=distribution, weights=weights, cache=cache,
+        spec=spec,
+        dataset=dataset,
+        image_size=image_size,
+        reporter=reporter,
+        distribution=distribution,
+        weights=weights,
+        cache=cache,
         fingerprint=lambda: dataset_fingerprint(dataset),
     )
     result = STRATEGIES[spec.strategy](ctx)
@@ -110,12 +120,23 @@ def run_training(
     }
     with tempfile.TemporaryDirectory(prefix="ict-artifacts-") as staging:
         metrics = artifacts.write_artifacts(
-            Path(staging), metrics, result, probabilities, labels,
+            Path(staging),
+            metrics,
+            result,
+            probabilities,
+            labels,
             [s.path for s in dataset.validation],
         )
         output.put_dir(Path(staging), last=[artifacts.METRICS])
-    names = (artifacts.MODEL, artifacts.WEIGHTS, artifacts.METRICS, artifacts.HISTORY,
-             artifacts.CURVES, artifacts.CONFUSION, artifacts.REPORT)
+    names = (
+        artifacts.MODEL,
+        artifacts.WEIGHTS,
+        artifacts.METRICS,
+        artifacts.HISTORY,
+        artifacts.CURVES,
+        artifacts.CONFUSION,
+        artifacts.REPORT,
+    )
     summary = {
         "status": "succeeded",
         "final": metrics["final"],
