@@ -1,0 +1,41 @@
+"""Small builders of image folders for tests."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+CATS_DOGS = SHARED / "datasets" / "cats-dogs"
+MOBILENET_V2 = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.h5"
+MOBILENET = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+
+
+def write_image(path: Path, seed: int = 0, size: int = 24, fmt: str | None = None) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(path, format=fmt)
+    return path
+
+
+def image_tree(root: Path, layout: dict[str, int], suffix: str = ".jpg") -> Path:
+    """layout maps 'train/cats' (or 'cats') to a number of images."""
+    for index, (folder, count) in enumerate(layout.items()):
+        for n in range(count):
+            write_image(root / folder / f"img{n}{suffix}", seed=index * 1000 + n)
+    return root
+
+
+def cats_dogs_subset(root: Path, train: int, validation: int) -> Path:
+    """The first images of each class of the shared cats-dogs set (never committed)."""
+    for split, count in (("train", train), ("validation", validation)):
+        for cls in ("cats", "dogs"):
+            source = CATS_DOGS / split / cls
+            target = root / split / cls
+            target.mkdir(parents=True)
+            for path in sorted(source.iterdir())[:count]:
+                shutil.copy(path, target / path.name)
+    return root

@@ -1,0 +1,190 @@
+"""Augmentation mapping, model builders, backbone blocks and the feature cache key."""
+
+import keras
+import numpy as np
+import pytest
+
+from ict_api.spec import AugmentationSpec, Backbone, FillMode, Pooling
+from ict_trainer import backbones, models
+from ict_trainer.augment import augmentation_layers
+from ict_trainer.errors import ModelError
+from ict_trainer.features import cache_key
+from tests.helpers import MOBILENET, MOBILENET_V2
+
+
+def test_every_blog_option_maps_to_a_layer_with_its_range():
+    spec = AugmentationSpec(
+        rotation_range=40,
+        width_shift_range=0.2,
+        height_shift_range=0.1,
+        shear_range=0.2,
+        zoom_range=0.3,
+        horizontal_flip=True,
+        vertical_flip=True,
+        fill_mode=FillMode.REFLECT,
+    )
+    rotation, translation, shear, zoom, flip = augmentation_layers(spec, seed=1)
+    assert isinstance(rotation, keras.layers.RandomRotation)
+    assert rotation.factor == pytest.approx((-40 / 360, 40 / 360))
+    assert translation.height_factor == 0.1 and translation.width_factor == 0.2
+    assert isinstance(shear, keras.layers.RandomShear)
+    assert shear.x_factor == pytest.approx((-0.2, 0.2))
+    assert zoom.height_factor == 0.3
+    assert flip.mode == "horizontal_and_vertical"
+    for layer in (rotation, translation, shear, zoom):
+        assert layer.fill_mode == "reflect"
+
+
+def test_disabled_and_zero_options_add_no_layers():
+    assert augmentation_layers(AugmentationSpec(enabled=False), seed=0) == []
+    none = AugmentationSpec(
+        rotation_range=0,
+        width_shift_range=0,
+        height_shift_range=0,
+        shear_range=0,
+        zoom_range=0,
+        horizontal_flip=False,
+    )
+    assert augmentation_layers(none, seed=0) == []
+
+
+def test_constant_fill_uses_cval():
+    spec = AugmentationSpec(
+        fill_mode=FillMode.CONSTANT,
+        cval=128,
+        rotation_range=90,
+        width_shift_range=0,
+        height_shift_range=0,
+        shear_range=0,
+        zoom_range=0,
+        horizontal_flip=False,
+    )
+    (rotation,) = augmentation_layers(spec, seed=0)
+    out = rotation(np.zeros((1, 16, 16, 3), "float32"), training=True)
+    assert np.isclose(np.asarray(out), 128).any()
+
+
+@pytest.mark.parametrize(("classes", "units"), [(2, 1), (5, 5)])
+def test_scratch_model_shapes(classes, units):
+    model = models.build_scratch_model((48, 48, 3), classes, filters=[8, 16], batch_norm=True)
+    assert model.output_shape == (None, units)
+    assert model.layers[1].name == "rescale"
+    assert sum(isinstance(layer, keras.layers.Conv2D) for layer in model.layers) == 2
+
+
+def test_head_and_classifier_take_raw_images():
+    base = backbones.build_base(Backbone.MOBILENET_V2, 64, "none", alpha=0.35)
+    extractor = models.build_feature_extractor(
+        base, backbones.preprocessing_layer(Backbone.MOBILENET_V2), Pooling.AVG
+    )
+    head = models.build_head(extractor.output_shape[1:], 3, dense_units=8)
+    classifier = models.build_classifier(extractor, head)
+    assert extractor.output_shape == (None, 1280)
+    assert classifier.input_shape == (None, 64, 64, 3)
+    assert classifier.output_shape == (None, 3)
+
+
+def test_caffe_preprocessing_matches_keras_applications():
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    layer = backbones.preprocessing_layer(Backbone.VGG16)
+    expected = keras.applications.vgg16.preprocess_input(images.copy())
+    np.testing.assert_allclose(np.asarray(layer(images)), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_tf_preprocessing_matches_keras_applications():
+    images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    layer = backbones.preprocessing_layer(Backbone.MOBILENET_V2)
+    expected = keras.applications.mobilenet_v2.preprocess_input(images.copy())
+    np.testing.assert_allclose(np.asarray(layer(images)), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_finetune_unfreezes_the_top_block_only_and_keeps_batchnorm_frozen():
+    base = backbones.build_base(Backbone.MOBILENET_V2, 64, "none", alpha=0.35)
+    unfrozen = backbones.unfreeze(base, backbones.block_patterns(Backbone.MOBILENET_V2, 1, None))
+    assert unfrozen == ["block_16_expand", "block_16_depthwise", "block_16_project", "Conv_1"]
+    trainable = {layer.name for layer in base.layers if layer.trainable and layer.weights}
+    assert trainable == set(unfrozen)
+    two = backbones.unfreeze(base, backbones.block_patterns(Backbone.MOBILENET_V2, 2, None))
+    assert "block_15_expand" in two and "block_14_expand" not in two
+
+
+def test_vgg16_blocks_by_name_and_explicit_layers():
+    base = backbones.build_base(Backbone.VGG16, 32, "none")
+    top = backbones.unfreeze(base, backbones.block_patterns(Backbone.VGG16, 1, None))
+    assert top == ["block5_conv1", "block5_conv2", "block5_conv3"]
+    chosen = backbones.unfreeze(base, backbones.block_patterns(Backbone.VGG16, 1, ["block4_conv3"]))
+    assert chosen == ["block4_conv3"]
+    with pytest.raises(ModelError, match=r"no trainable layer matches .*Layer names start with"):
+        backbones.unfreeze(base, backbones.block_patterns(Backbone.VGG16, 1, ["conv9"]))
+    with pytest.raises(ModelError, match=r"fineTune.blocks=9 but 'vgg16' has 5 blocks"):
+        backbones.block_patterns(Backbone.VGG16, 9, None)
+
+
+@pytest.mark.parametrize("backbone", list(Backbone))
+def test_every_backbone_builds_without_weights_and_names_its_top_block(backbone):
+    base = backbones.build_base(backbone, 64, "none")
+    assert backbones.unfreeze(base, backbones.block_patterns(backbone, 1, None))
+
+
+def test_shared_weights_load_and_mismatches_are_explained(tmp_path):
+    backbones.build_base(Backbone.MOBILENET_V2, 96, str(MOBILENET_V2), alpha=0.35)
+    backbones.build_base(Backbone.MOBILENET, 96, str(MOBILENET), alpha=0.25)
+    with pytest.raises(ModelError, match=r"does not fit backbone 'mobilenet_v2' \(alpha 1.0\)"):
+        backbones.build_base(Backbone.MOBILENET_V2, 96, str(MOBILENET_V2), alpha=1.0)
+    with pytest.raises(ModelError, match="does not fit backbone 'mobilenet'"):
+        backbones.build_base(Backbone.MOBILENET, 96, str(MOBILENET_V2), alpha=0.35)
+    garbage = tmp_path / "garbage.h5"
+    garbage.write_bytes(b"not hdf5 at all")
+    with pytest.raises(ModelError, match="is unreadable"):
+        backbones.build_base(Backbone.MOBILENET_V2, 96, str(garbage), alpha=0.35)
+    with pytest.raises(ModelError, match="does not exist"):
+        backbones.build_base(Backbone.MOBILENET_V2, 96, str(tmp_path / "none.h5"), alpha=0.35)
+    with pytest.raises(ModelError, match="alpha=0.5 applies to mobilenet"):
+        backbones.build_base(Backbone.VGG16, 96, "none", alpha=0.5)
+
+
+BASE_KEY = {
+    "backbone": "vgg16",
+    "alpha": 1.0,
+    "weights": "sha256:aa",
+    "image_size": 150,
+    "pooling": "avg",
+}
+IMAGES = [["train", "cats", "cats/1.jpg", 10, "e1"], ["validation", "dogs", "dogs/2.jpg", 12, "e2"]]
+
+
+def test_cache_key_is_stable():
+    assert cache_key(IMAGES, **BASE_KEY) == cache_key([list(r) for r in IMAGES], **BASE_KEY)
+    assert len(cache_key(IMAGES, **BASE_KEY)) == 32
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"backbone": "resnet50"},
+        {"alpha": 0.35},
+        {"weights": "sha256:bb"},
+        {"image_size": 224},
+        {"pooling": "flatten"},
+    ],
+)
+def test_cache_key_changes_with_each_setting(change):
+    assert cache_key(IMAGES, **{**BASE_KEY, **change}) != cache_key(IMAGES, **BASE_KEY)
+
+
+@pytest.mark.parametrize(
+    ("row", "col", "value"),
+    [(0, 0, "validation"), (0, 1, "dogs"), (0, 2, "cats/3.jpg"), (0, 3, 11), (1, 4, "e3")],
+)
+def test_cache_key_changes_with_the_images(row, col, value):
+    changed = [list(r) for r in IMAGES]
+    changed[row][col] = value
+    assert cache_key(changed, **BASE_KEY) != cache_key(IMAGES, **BASE_KEY)
+
+
+def test_weights_digest_is_the_file_content(tmp_path):
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    a.write_bytes(b"one")
+    b.write_bytes(b"two")
+    assert backbones.weights_digest(str(a)) != backbones.weights_digest(str(b))
+    assert backbones.weights_digest("imagenet").startswith("imagenet@keras-")
