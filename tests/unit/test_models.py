@@ -139,7 +139,7 @@ def test_shared_weights_load_and_mismatches_are_explained(tmp_path):
         backbones.build_base(Backbone.MOBILENET_V2, 96, str(garbage), alpha=0.35)
     with pytest.raises(ModelError, match="does not exist"):
         backbones.build_base(Backbone.MOBILENET_V2, 96, str(tmp_path / "none.h5"), alpha=0.35)
-    with pytest.raises(ModelError, match="alpha=0.5 applies to mobilenet"):
+    with pytest.raises(ModelError, match=r"alpha=0\.5 applies to mobilenet"):
         backbones.build_base(Backbone.VGG16, 96, "none", alpha=0.5)
 
 
