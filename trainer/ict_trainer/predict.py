@@ -60,7 +60,7 @@ def predict_files(model_path: Path, images: list[Path], classes: list[str] | Non
             {
                 "image": str(path),
                 "class": names[best],
-                "probability": float(row[best]),
+                "probability": round(float(row[best]), 6),
                 "probabilities": {
                     name: round(float(p), 6) for name, p in zip(names, row, strict=True)
                 },

@@ -85,6 +85,7 @@ def fit_stage(
         train,
         validation_data=validation,
         epochs=epochs,
+        shuffle=False,  # the tf.data pipeline shuffles
         callbacks=callbacks,
         verbose=ctx.reporter.keras_verbose,
     )

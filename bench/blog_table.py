@@ -1,0 +1,225 @@
+"""The blog's table, measured: validation accuracy and seconds per epoch of each strategy.
+
+Runs on ../shared/datasets/cats-dogs (2,000 train + 800 validation images) at full settings,
+and measures the blog's own input pipeline (Keras 2's ImageDataGenerator, from tf_keras) in the
+same run as the baseline for speed. Not a test: it prints figures.
+
+    python bench/blog_table.py                      # everything (about 20-30 min on 2 cores)
+    python bench/blog_table.py --only scratch       # one row
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+DATA = SHARED / "datasets" / "cats-dogs"
+WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.h5"
+BLOG_AUGMENTATION = {"shear_range": 0.2, "zoom_range": 0.2, "horizontal_flip": True}
+
+
+def blog_generator_baseline(data: Path, image_size: int, batch_size: int, epochs: int) -> dict:
+    """The blog's scratch recipe verbatim in spirit: ImageDataGenerator + small convnet."""
+    try:
+        import tf_keras
+    except ImportError:
+        sys.exit("the baseline needs tf_keras and scipy: pip install tf_keras scipy")
+    layers = tf_keras.layers
+    generator = tf_keras.preprocessing.image.ImageDataGenerator(
+        rescale=1 / 255, **BLOG_AUGMENTATION
+    )
+    flow = generator.flow_from_directory(
+        data / "train",
+        target_size=(image_size, image_size),
+        batch_size=batch_size,
+        class_mode="binary",
+        seed=1,
+    )
+    started, seen = time.monotonic(), 0
+    for _ in range(len(flow)):
+        images, _ = next(flow)
+        seen += len(images)
+    pipeline_rate = seen / (time.monotonic() - started)
+
+    model = tf_keras.Sequential(
+        [
+            layers.Conv2D(32, 3, activation="relu", input_shape=(image_size, image_size, 3)),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(32, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 3, activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dropout(0.5),
+            layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    model.compile(optimizer="rmsprop", loss="binary_crossentropy", metrics=["accuracy"])
+    validation = tf_keras.preprocessing.image.ImageDataGenerator(
+        rescale=1 / 255
+    ).flow_from_directory(
+        data / "validation",
+        target_size=(image_size, image_size),
+        batch_size=batch_size,
+        class_mode="binary",
+    )
+    started = time.monotonic()
+    history = model.fit(flow, epochs=epochs, validation_data=validation, verbose=0)
+    return {
+        "imagesPerSecond": round(pipeline_rate, 1),
+        "secondsPerEpoch": round((time.monotonic() - started) / epochs, 2),
+        "valAccuracy": round(history.history["val_accuracy"][-1], 4),
+        "epochs": epochs,
+    }
+
+
+def ict_pipeline_rate(data: Path, image_size: int, batch_size: int) -> dict:
+    """Augmented images/s of ict's tf.data pipeline: first pass (decode) and cached pass."""
+    from ict_api.spec import AugmentationSpec
+    from ict_trainer.augment import build_augmenter
+    from ict_trainer.data import load_dataset
+    from ict_trainer.pipeline import image_dataset
+
+    dataset = load_dataset(data, None, seed=1)
+    augmenter = build_augmenter(
+        AugmentationSpec(
+            rotation_range=0,
+            width_shift_range=0,
+            height_shift_range=0,
+            **{"shear_range": 0.2, "zoom_range": 0.2, "horizontal_flip": True},
+        ),
+        seed=1,
+    )
+    pipeline = image_dataset(
+        dataset.train, 2, image_size, batch_size, shuffle_seed=1, augmenter=augmenter
+    )
+    rates = []
+    for _ in range(2):
+        started, seen = time.monotonic(), 0
+        for images, _ in pipeline:
+            seen += int(images.shape[0])
+        rates.append(round(seen / (time.monotonic() - started), 1))
+    return {"firstPass": rates[0], "cachedPass": rates[1]}
+
+
+def ict_run(strategy: str, overrides: dict, output: Path) -> dict:
+    from ict_api import load_document
+    from ict_trainer.progress import Reporter
+    from ict_trainer.train import run_training
+
+    _, spec = load_document(
+        {}, {"strategy": strategy, "dataset.uri": str(DATA), "output.uri": str(output), **overrides}
+    )
+    with open(os.devnull, "w") as sink:
+        summary = run_training(spec, f"bench-{strategy}", Reporter(sink, json_lines=True))
+    metrics = json.loads((output / "metrics.json").read_text())
+    durations = metrics["durations"]
+    epochs = {stage["stage"]: 0 for stage in metrics["stages"]}
+    starts = [s["firstEpoch"] for s in metrics["stages"]] + [len(metrics["history"]["loss"]) + 1]
+    for stage, (first, after) in zip(epochs, itertools.pairwise(starts), strict=True):
+        epochs[stage] = after - first
+    return {
+        "valAccuracy": round(metrics["final"]["val_accuracy"], 4),
+        "bestValAccuracy": round(metrics["best"].get("best_val_accuracy", 0), 4),
+        "secondsPerEpoch": {s: round(durations[s] / n, 2) for s, n in epochs.items()},
+        "featureSeconds": durations.get("features"),
+        "cacheHit": summary["cacheHit"],
+        "totalSeconds": durations["total"],
+    }
+
+
+RUNS = {
+    "scratch": (
+        "scratch",
+        {
+            "training.epochs": 50,
+            "model.imageSize": 150,
+            "training.optimizer": "adam",
+            "training.batchSize": 32,
+        },
+    ),
+    "bottleneck": (
+        "bottleneck",
+        {
+            "training.epochs": 30,
+            "model.backbone": "mobilenet_v2",
+            "model.alpha": 0.35,
+            "model.weights": str(WEIGHTS),
+            "model.imageSize": 224,
+            "training.optimizer": "adam",
+        },
+    ),
+    "finetune": (
+        "finetune",
+        {
+            "training.epochs": 30,
+            "model.backbone": "mobilenet_v2",
+            "model.alpha": 0.35,
+            "model.weights": str(WEIGHTS),
+            "model.imageSize": 224,
+            "training.optimizer": "adam",
+            "fineTune.blocks": 2,
+            "fineTune.epochs": 15,
+        },
+    ),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["baseline", *RUNS], action="append")
+    parser.add_argument("--baseline-epochs", type=int, default=2)
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help="extra spec override for every ict run, e.g. training.epochs=5",
+    )
+    args = parser.parse_args()
+    chosen = args.only or ["baseline", *RUNS]
+    extra = {
+        k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
+        for k, v in (item.split("=", 1) for item in args.set)
+    }
+    results = {}
+    if "baseline" in chosen:
+        results["blog ImageDataGenerator (scratch)"] = blog_generator_baseline(
+            DATA / "", 150, 16, args.baseline_epochs
+        )
+        results["ict tf.data pipeline"] = ict_pipeline_rate(DATA, 150, 16)
+        print(json.dumps(results, indent=2), flush=True)
+    with tempfile.TemporaryDirectory() as scratch_dir:
+        os.environ["ICT_CACHE_DIR"] = str(Path(scratch_dir) / "cache")  # a cold cache
+        for name in (n for n in RUNS if n in chosen):
+            strategy, overrides = RUNS[name]
+            results[name] = ict_run(strategy, {**overrides, **extra}, Path(scratch_dir) / name)
+            print(name, json.dumps(results[name]), flush=True)
+    print(json.dumps(results, indent=2))
+    baseline = results.get("blog ImageDataGenerator (scratch)")
+    if baseline and "scratch" in results:
+        ours = results["scratch"]["secondsPerEpoch"]["train"]
+        print(
+            f"scratch epoch: ict {ours} s, blog pipeline {baseline['secondsPerEpoch']} s "
+            f"-> {baseline['secondsPerEpoch'] / ours:.2f}x faster"
+        )
+        rate = results["ict tf.data pipeline"]
+        print(
+            f"augmented images/s: ict {rate['firstPass']} (first pass), {rate['cachedPass']} "
+            f"(cached); blog {baseline['imagesPerSecond']} "
+            f"-> {rate['cachedPass'] / baseline['imagesPerSecond']:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
