@@ -1,0 +1,205 @@
+"""Every bad input ends with exit code 2, one message naming problem and fix, no output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ict_trainer.cli import main
+from tests.helpers import MOBILENET, MOBILENET_V2, image_tree, write_image
+
+GOOD = {"train/cats": 4, "train/dogs": 4, "validation/cats": 2, "validation/dogs": 2}
+
+
+def run_train(capsys, data, output, *extra: str) -> tuple[int, str, str]:
+    code = main(
+        [
+            "train",
+            "--data",
+            str(data),
+            "--output",
+            str(output),
+            "--epochs",
+            "1",
+            "--image-size",
+            "32",
+            *extra,
+        ]
+    )
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_refused(code: int, out: str, err: str, *fragments: str) -> None:
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1, err
+    for fragment in fragments:
+        assert fragment in err
+    (event,) = [
+        json.loads(line) for line in out.splitlines() if json.loads(line)["event"] == "error"
+    ]
+    assert fragments[0] in event["message"]
+
+
+@pytest.mark.parametrize(
+    ("layout", "fragments"),
+    [
+        (None, ("does not exist or is not a folder", "--data")),
+        ({}, ("no class folders in", "own sub-folder")),
+        ({"cats": 3}, ("only one class folder ('cats')", "Add a folder per class")),
+        (
+            {"train/cats": 2, "train/dogs": 2, "validation/cats": 1, "validation/birds": 1},
+            ("train and validation classes differ", "only in train: ['dogs']"),
+        ),
+    ],
+)
+def test_bad_dataset_layouts(tmp_path, capsys, layout, fragments):
+    data = tmp_path / "data"
+    if layout is not None:
+        data.mkdir()
+        image_tree(data, layout)
+    code, out, err = run_train(capsys, data, tmp_path / "out", "--strategy", "scratch")
+    assert_refused(code, out, err, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_class_with_no_usable_images(tmp_path, capsys, caplog):
+    data = image_tree(tmp_path / "data", GOOD)
+    for path in (data / "train" / "dogs").iterdir():
+        path.write_bytes(b"")
+    code, out, err = run_train(capsys, data, tmp_path / "out", "--strategy", "scratch")
+    assert_refused(code, out, err, "class 'dogs' has no usable images", "4 file(s) skipped")
+    assert "empty file (0 bytes)" in caplog.text  # each skipped file is named in a warning
+    assert not (tmp_path / "out").exists()
+
+
+def test_corrupt_files_are_skipped_with_a_warning_and_training_goes_on(tmp_path, capsys, caplog):
+    data = image_tree(tmp_path / "data", GOOD)
+    (data / "train" / "cats" / "zero.jpg").write_bytes(b"")
+    (data / "train" / "dogs" / "text.png").write_text("hello")
+    whole = write_image(data / "validation" / "cats" / "cut.jpg", size=64).read_bytes()
+    (data / "validation" / "cats" / "cut.jpg").write_bytes(whole[:200])
+    code, out, err = run_train(capsys, data, tmp_path / "out", "--strategy", "scratch")
+    assert code == 0, err
+    for name in ("zero.jpg", "text.png", "cut.jpg"):
+        assert f"{name}: " in caplog.text
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert {item["path"].rsplit("/", 1)[1] for item in metrics["skippedFiles"]} == {
+        "zero.jpg",
+        "text.png",
+        "cut.jpg",
+    }
+    assert metrics["counts"]["train"] == {"cats": 4, "dogs": 4}
+
+
+@pytest.mark.parametrize(
+    ("weights", "backbone", "fragments"),
+    [
+        ("missing.h5", "mobilenet_v2", ("does not exist", "--weights")),
+        ("garbage.h5", "mobilenet_v2", ("is unreadable", "not a Keras weights file")),
+        (
+            str(MOBILENET),
+            "mobilenet_v2",
+            ("does not fit backbone 'mobilenet_v2'", "model.backbone and model.alpha"),
+        ),
+    ],
+)
+def test_bad_weights(tmp_path, capsys, weights, backbone, fragments):
+    data = image_tree(tmp_path / "data", GOOD)
+    (tmp_path / "garbage.h5").write_bytes(b"\x00" * 64)
+    weights = weights if "/" in weights else str(tmp_path / weights)
+    code, out, err = run_train(
+        capsys,
+        data,
+        tmp_path / "out",
+        "--strategy",
+        "bottleneck",
+        "--backbone",
+        backbone,
+        "--weights",
+        weights,
+    )
+    assert_refused(code, out, err, *fragments)
+    assert not (tmp_path / "out").exists()
+
+
+def test_unknown_backbone_in_a_spec_file(tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"dataset: {{uri: {tmp_path}}}\nmodel: {{backbone: inception}}\n")
+    assert main(["train", "-f", str(spec)]) == 2
+    err = capsys.readouterr().err
+    assert "spec.model.backbone: got 'inception'; allowed values: 'vgg16', 'mobilenet'" in err
+
+
+def test_unknown_backbone_flag(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["train", "--data", "x", "--backbone", "inception"])
+    assert exit_.value.code == 2
+    assert "invalid choice: 'inception'" in capsys.readouterr().err
+
+
+def test_output_with_a_different_training_is_refused_unless_overwrite(tmp_path, capsys):
+    data = image_tree(tmp_path / "data", GOOD)
+    output = tmp_path / "out"
+    assert run_train(capsys, data, output, "--strategy", "scratch")[0] == 0
+    before = (output / "metrics.json").read_bytes()
+    model_before = (output / "model.keras").read_bytes()
+
+    code, out, err = run_train(
+        capsys,
+        data,
+        output,
+        "--strategy",
+        "bottleneck",
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        str(MOBILENET_V2),
+    )
+    assert_refused(code, out, err, "already holds a different training", "--overwrite")
+    assert (output / "metrics.json").read_bytes() == before
+    assert (output / "model.keras").read_bytes() == model_before
+
+    code, _, err = run_train(
+        capsys,
+        data,
+        output,
+        "--strategy",
+        "scratch",
+        "--overwrite",
+        "--epochs",
+        "1",
+        "--image-size",
+        "40",
+    )
+    assert code == 0, err
+    assert json.loads((output / "metrics.json").read_text())["imageSize"] == 40
+
+
+def test_output_holding_other_files_is_refused(tmp_path, capsys):
+    data = image_tree(tmp_path / "data", GOOD)
+    output = tmp_path / "out"
+    output.mkdir()
+    (output / "thesis.pdf").write_bytes(b"precious")
+    code, out, err = run_train(capsys, data, output, "--strategy", "scratch")
+    assert_refused(code, out, err, "is not empty and holds no ict training", "thesis.pdf")
+    assert sorted(p.name for p in output.iterdir()) == ["thesis.pdf"]
+
+
+def test_no_spec_at_all(capsys):
+    assert main(["train"]) == 2
+    assert "give -f FILE.yaml, or --data FOLDER" in capsys.readouterr().err
+
+
+def test_predict_with_missing_model_or_image(tmp_path, capsys):
+    assert main(["predict", str(tmp_path / "model.keras"), "x.jpg"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_sample_data_refuses_a_non_empty_folder(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    assert main(["sample-data", str(tmp_path)]) == 2
+    assert "is not empty" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine"
