@@ -81,7 +81,7 @@ def test_corrupt_files_are_skipped_with_a_warning_and_training_goes_on(tmp_path,
     (data / "train" / "dogs" / "text.png").write_text("hello")
     whole = write_image(data / "validation" / "cats" / "cut.jpg", size=64).read_bytes()
     (data / "validation" / "cats" / "cut.jpg").write_bytes(whole[:200])
-    code, out, err = run_train(capsys, data, tmp_path / "out", "--strategy", "scratch")
+    code, _, err = run_train(capsys, data, tmp_path / "out", "--strategy", "scratch")
     assert code == 0, err
     for name in ("zero.jpg", "text.png", "cut.jpg"):
         assert f"{name}: " in caplog.text

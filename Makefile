@@ -1,0 +1,33 @@
+# `make demo`: set up and train on a generated sample (no cluster, no bucket, no internet).
+# `make test`: set up and run lint and every test (what CI runs).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+WORK := .work
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[trainer,dev]"
+	touch $@
+
+.PHONY: setup demo test lint bench
+setup: $(VENV)/.installed
+
+$(WORK)/sample: | $(VENV)/.installed
+	$(VENV)/bin/ict sample-data $@
+
+demo: setup $(WORK)/sample
+	$(VENV)/bin/ict train --data $(WORK)/sample --strategy scratch --epochs 8 \
+		--image-size 64 --output ict-output/sample --overwrite
+	$(VENV)/bin/ict predict ict-output/sample/model.keras $(WORK)/sample/validation/circles/circles.0.jpg
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(PY) -m pytest -q
+
+bench: setup
+	$(PY) -m pip install -q tf_keras scipy
+	$(PY) bench/blog_table.py
