@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,7 +51,7 @@ class Dataset:
 
 
 def load_dataset(root: Path, validation_split: float | None, seed: int) -> Dataset:
-    """Reads the layout under root, checks every file, and splits if asked."""
+    """Reads a local folder's layout, checks every file, and splits if asked."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(
@@ -58,54 +59,69 @@ def load_dataset(root: Path, validation_split: float | None, seed: int) -> Datas
             "dataset.uri (or --data) at a folder of class folders, or at one holding "
             "train/ and validation/."
         )
-    if (root / "train").is_dir():
-        return _load_folders(root, validation_split)
-    return _load_split(root, validation_split or DEFAULT_VALIDATION_SPLIT, seed)
+    keys = [
+        path.relative_to(root).as_posix() + ("/" if path.is_dir() else "")
+        for path in root.rglob("*")
+        if not any(part.startswith(".") for part in path.relative_to(root).parts)
+    ]
+    return plan_dataset(keys, root, validation_split, seed, str(root), check=check_image)
 
 
-def _load_folders(root: Path, validation_split: float | None) -> Dataset:
+def plan_dataset(
+    keys: list[str],
+    root: Path,
+    validation_split: float | None,
+    seed: int,
+    where: str,
+    check: Callable[[Path], str | None] | None = None,
+) -> Dataset:
+    """Classes and splits from relative file names (a bucket listing or a folder scan).
+
+    Keys ending in '/' are folders: they make a class exist even when it holds no image.
+    Samples point below root, where the files are or will be once downloaded; `check` (run
+    before the split) drops the files that are not usable images.
+    """
+    skipped: list[tuple[Path, str]] = []
+    if any(key.split("/", 1)[0] == "train" and "/" in key.rstrip("/") for key in keys):
+        return _plan_folders(keys, root, validation_split, where, check, skipped)
+    classes = _classes(keys, "", where)
+    samples = _samples(keys, root, "", classes, where, check, skipped)
+    fraction = validation_split or DEFAULT_VALIDATION_SPLIT
+    train, validation = stratified_split(samples, len(classes), fraction, seed)
+    for label, name in enumerate(classes):
+        if not any(s.label == label for s in validation):
+            raise DataError(
+                f"class {name!r} has too few images for validationSplit {fraction!r}: "
+                "no validation image is left. Add images or raise validationSplit."
+            )
+    return Dataset(root, classes, train, validation, "split", fraction, skipped)
+
+
+def _plan_folders(keys, root, validation_split, where, check, skipped) -> Dataset:
     if validation_split is not None:
         raise DataError(
-            f"dataset {str(root)!r} has a train/ folder and validationSplit is "
+            f"dataset {where!r} has a train/ folder and validationSplit is "
             f"{validation_split!r}: use either validation/ or a split. Remove validationSplit, "
             "or give a folder of class folders."
         )
-    if not (root / "validation").is_dir():
+    if not any(key.startswith("validation/") for key in keys):
         raise DataError(
-            f"dataset {str(root)!r} has train/ but no validation/ folder. Add "
+            f"dataset {where!r} has train/ but no validation/ folder. Add "
             "validation/<class>/ images, or point at train/ itself with a validationSplit."
         )
-    train_classes = _class_folders(root / "train")
-    validation_classes = _class_folders(root / "validation")
+    train_classes = _classes(keys, "train/", where)
+    validation_classes = _classes(keys, "validation/", where)
     if train_classes != validation_classes:
         only_train = sorted(set(train_classes) - set(validation_classes))
         only_val = sorted(set(validation_classes) - set(train_classes))
         raise DataError(
-            f"train and validation classes differ in {str(root)!r}: only in train: "
+            f"train and validation classes differ in {where!r}: only in train: "
             f"{only_train}, only in validation: {only_val}. Give both splits the same class "
             "folders."
         )
-    skipped: list[tuple[Path, str]] = []
-    splits = {}
-    for split in SPLITS:
-        splits[split] = _samples(root / split, train_classes, skipped)
-    return Dataset(
-        root, train_classes, splits["train"], splits["validation"], "folders", skipped=skipped
-    )
-
-
-def _load_split(root: Path, validation_split: float, seed: int) -> Dataset:
-    classes = _class_folders(root)
-    skipped: list[tuple[Path, str]] = []
-    samples = _samples(root, classes, skipped)
-    train, validation = stratified_split(samples, len(classes), validation_split, seed)
-    for label, name in enumerate(classes):
-        if not any(s.label == label for s in validation):
-            raise DataError(
-                f"class {name!r} has too few images for validationSplit {validation_split!r}: "
-                "no validation image is left. Add images or raise validationSplit."
-            )
-    return Dataset(root, classes, train, validation, "split", validation_split, skipped)
+    train = _samples(keys, root, "train/", train_classes, where, check, skipped)
+    validation = _samples(keys, root, "validation/", train_classes, where, check, skipped)
+    return Dataset(root, train_classes, train, validation, "folders", skipped=skipped)
 
 
 def stratified_split(
@@ -127,41 +143,49 @@ def stratified_split(
     return sorted(train, key=lambda s: s.path), sorted(validation, key=lambda s: s.path)
 
 
-def _class_folders(folder: Path) -> list[str]:
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+def _classes(keys: list[str], prefix: str, where: str) -> list[str]:
+    folder = f"{where.rstrip('/')}/{prefix}"
+    classes = sorted(
+        {
+            key[len(prefix) :].split("/", 1)[0]
+            for key in keys
+            if key.startswith(prefix) and "/" in key[len(prefix) :]
+        }
+    )
     if not classes:
         raise DataError(
-            f"no class folders in {str(folder)!r}. Put each class's images in its own "
+            f"no class folders in {folder!r}. Put each class's images in its own "
             "sub-folder, e.g. cats/ and dogs/."
         )
     if len(classes) == 1:
         raise DataError(
-            f"only one class folder ({classes[0]!r}) in {str(folder)!r}: a classifier needs "
+            f"only one class folder ({classes[0]!r}) in {folder!r}: a classifier needs "
             "at least two. Add a folder per class."
         )
     return classes
 
 
-def _samples(folder: Path, classes: list[str], skipped: list[tuple[Path, str]]) -> list[Sample]:
+def _samples(keys, root: Path, prefix: str, classes: list[str], where: str, check, skipped):
     samples = []
     for label, name in enumerate(classes):
-        files = sorted(
-            p
-            for p in (folder / name).rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+        inside = f"{prefix}{name}/"
+        images = sorted(
+            key
+            for key in keys
+            if key.startswith(inside) and Path(key).suffix.lower() in IMAGE_SUFFIXES
         )
         good = []
-        for path in files:
-            problem = check_image(path)
+        for key in images:
+            problem = check(root / key) if check else None
             if problem:
-                log.warning("skipping %s: %s", path, problem)
-                skipped.append((path, problem))
+                log.warning("skipping %s: %s", root / key, problem)
+                skipped.append((root / key, problem))
             else:
-                good.append(Sample(path, label))
+                good.append(Sample(root / key, label))
         if not good:
             raise DataError(
-                f"class {name!r} has no usable images in {str(folder / name)!r} "
-                f"({len(files)} file(s) skipped as unreadable; accepted: "
+                f"class {name!r} has no usable images in {where.rstrip('/') + '/' + inside!r} "
+                f"({len(images)} file(s) skipped as unreadable; accepted: "
                 f"{', '.join(sorted(IMAGE_SUFFIXES))}). Add images or remove the folder."
             )
         samples.extend(good)
