@@ -10,6 +10,7 @@ import csv
 import hashlib
 import json
 import platform
+from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -28,6 +29,7 @@ HISTORY = "history.csv"
 CURVES = "training-curves.png"
 CONFUSION = "confusion-matrix.png"
 REPORT = "index.html"
+ALL = (MODEL, WEIGHTS, METRICS, HISTORY, CURVES, CONFUSION, REPORT)
 # Fields that change what is trained; the rest (where it runs, where results go) do not.
 RESULT_FIELDS = ("strategy", "dataset", "model", "training", "augmentation", "fine_tune")
 
@@ -102,6 +104,7 @@ def write_artifacts(
     probabilities: np.ndarray,
     labels: np.ndarray,
     images: list[Path],
+    fetch: Callable[[list[Path]], None] = lambda paths: None,
 ) -> dict:
     """Writes every artifact into staging and returns metrics.json's content."""
     result.model.save(staging / MODEL)
@@ -117,6 +120,7 @@ def write_artifacts(
     )
     report.plot_confusion_matrix(summary["confusionMatrix"], class_names, staging / CONFUSION)
     worst = evaluation.worst_predictions(labels, probabilities)
+    fetch([images[item["index"]] for item in worst])
     for item in worst:
         item["thumbnail"] = report.thumbnail(images[item["index"]])
         item["trueClass"] = class_names[item["trueIndex"]]

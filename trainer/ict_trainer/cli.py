@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -100,12 +101,35 @@ def load_spec(args: argparse.Namespace):
     return load_document({}, overrides)
 
 
+class Terminated(SystemExit):
+    """SIGTERM (preemption, node drain, Kueue suspend): stop at once, keep checkpoints."""
+
+
+def _terminate(signum, frame) -> None:
+    raise Terminated(128 + signal.SIGTERM)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from ict_trainer.progress import Reporter
-    from ict_trainer.train import run_training
+    from ict_trainer.train import run_training, write_termination_message
 
     name, spec = load_spec(args)
-    run_training(spec, name, Reporter(json_lines=args.json_lines))
+    reporter = Reporter(json_lines=args.json_lines)
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        run_training(spec, name, reporter)
+    except Terminated:
+        message = (
+            f"terminated by SIGTERM; completed epochs are in {spec.output.uri}/checkpoints/ "
+            "and the next run with this spec resumes from them"
+        )
+        print(f"ict: {message}", file=sys.stderr)
+        reporter.emit("terminated", message=message)
+        write_termination_message({"status": "terminated", "message": message})
+        raise
+    except (SpecError, IctError) as exc:
+        write_termination_message({"status": "failed", "message": str(exc)[:3000]})
+        raise
     return 0
 
 

@@ -11,9 +11,11 @@ import numpy as np
 from ict_api.spec import ImageClassifierTrainingSpec
 from ict_trainer import report
 from ict_trainer.augment import build_augmenter
-from ict_trainer.data import check_image, load_dataset
+from ict_trainer.data import check_image
 from ict_trainer.errors import DataError, IctError, ModelError
 from ict_trainer.pipeline import load_image
+from ict_trainer.progress import Reporter
+from ict_trainer.sources import DataSource
 from ict_trainer.train import image_size_of
 
 
@@ -73,9 +75,7 @@ def write_preview(
     spec: ImageClassifierTrainingSpec, path: Path, images: int, variants: int
 ) -> Path:
     """One row per training image: the original, then `variants` augmented copies."""
-    dataset = load_dataset(
-        Path(spec.dataset.uri), spec.dataset.validation_split, spec.training.seed
-    )
+    dataset = DataSource(spec, Reporter(json_lines=False)).fetch()
     size = image_size_of(spec)
     augmenter = build_augmenter(spec.augmentation, spec.training.seed)
     # Take images round-robin over classes so that every class shows up.

@@ -6,6 +6,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -14,10 +15,12 @@ import tensorflow as tf
 from ict_api.spec import ImageClassifierTrainingSpec, Strategy
 from ict_trainer import backbones, models
 from ict_trainer.augment import build_augmenter
+from ict_trainer.checkpoints import Checkpoints, StageBackup
 from ict_trainer.data import Dataset
 from ict_trainer.features import FeatureCache, cache_key
 from ict_trainer.pipeline import array_dataset, encode_labels, image_dataset
 from ict_trainer.progress import EpochReporter, Reporter
+from ict_trainer.sources import DataSource
 
 log = logging.getLogger(__name__)
 
@@ -25,21 +28,24 @@ log = logging.getLogger(__name__)
 @dataclass
 class RunContext:
     spec: ImageClassifierTrainingSpec
-    dataset: Dataset
+    source: DataSource
     image_size: int
     reporter: Reporter
     distribution: tf.distribute.Strategy
     weights: str  # "imagenet", "none" or a local file
     cache: FeatureCache | None = None
-    fingerprint: Callable[[], list[list]] | None = None  # the dataset's, for the cache key
-    callbacks: list[keras.callbacks.Callback] = field(default_factory=list)
+    checkpoints: Checkpoints | None = None
+
+    @property
+    def dataset(self) -> Dataset:
+        return self.source.dataset
 
     @property
     def num_classes(self) -> int:
         return len(self.dataset.class_names)
 
     def images(self, split: str, *, train: bool) -> tf.data.Dataset:
-        samples = getattr(self.dataset, split)
+        samples = getattr(self.source.fetch(), split)
         training = self.spec.training
         return image_dataset(
             samples,
@@ -50,6 +56,9 @@ class RunContext:
             augmenter=build_augmenter(self.spec.augmentation, training.seed) if train else None,
         )
 
+    def image_splits(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+        return self.images("train", train=True), self.images("validation", train=False)
+
 
 @dataclass
 class TrainResult:
@@ -59,6 +68,9 @@ class TrainResult:
     durations: dict[str, float] = field(default_factory=dict)
     cache_hit: bool | None = None
     unfrozen_layers: list[str] = field(default_factory=list)
+    # (probabilities, true labels, files) of the validation images when the strategy already
+    # has them (bottleneck: from cached features); else they are predicted from the images.
+    validation: tuple[np.ndarray, np.ndarray, list[Path]] | None = None
 
 
 def fit_stage(
@@ -66,11 +78,19 @@ def fit_stage(
     result: TrainResult,
     stage: str,
     model: keras.Model,
-    train: tf.data.Dataset,
-    validation: tf.data.Dataset,
+    data: Callable[[], tuple[tf.data.Dataset, tf.data.Dataset]],
     epochs: int,
 ) -> None:
-    callbacks = [EpochReporter(ctx.reporter, stage, epochs), *ctx.callbacks]
+    """Trains one stage, resuming from or skipping past what checkpoints hold."""
+    saved = ctx.checkpoints.stage(stage) if ctx.checkpoints else None
+    if saved and saved["complete"]:
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        model.load_weights(ctx.checkpoints.fetch_weights(stage))
+        ctx.reporter.emit("resume", stage=stage, epoch=saved["epoch"], complete=True)
+        _record(result, stage, saved["history"])
+        return
+    callbacks: list[keras.callbacks.Callback] = [EpochReporter(ctx.reporter, stage, epochs)]
     stopping = ctx.spec.training.early_stopping
     if stopping:
         callbacks.append(
@@ -80,8 +100,18 @@ def fit_stage(
                 restore_best_weights=stopping.restore_best_weights,
             )
         )
+    backup = None
+    if ctx.checkpoints:
+        # First, so that an epoch's progress line is printed once it is safe in checkpoints.
+        backup = StageBackup(ctx.checkpoints, stage, saved["history"] if saved else {})
+        callbacks.insert(0, backup)
+        if saved:
+            backup.prime(ctx.checkpoints.fetch_weights(stage), saved["epoch"])
+            log.info("resuming stage %s after epoch %d of %d", stage, saved["epoch"], epochs)
+            ctx.reporter.emit("resume", stage=stage, epoch=saved["epoch"], complete=False)
+    train, validation = data()
     started = time.monotonic()
-    history = model.fit(
+    fitted = model.fit(
         train,
         validation_data=validation,
         epochs=epochs,
@@ -89,10 +119,21 @@ def fit_stage(
         callbacks=callbacks,
         verbose=ctx.reporter.keras_verbose,
     )
-    result.durations[stage] = round(time.monotonic() - started, 3)
+    if backup:
+        backup.finish(len(backup.history.get("loss", [])))
+        history = backup.history
+    else:
+        history = fitted.history
+    _record(result, stage, history, time.monotonic() - started)
+
+
+def _record(result: TrainResult, stage: str, history: dict, seconds: float | None = None) -> None:
+    if seconds is not None:
+        result.durations[stage] = round(seconds, 3)
     result.stage_starts.append((stage, len(result.history.get("loss", [])) + 1))
-    for name, values in history.history.items():
-        result.history.setdefault(name, []).extend(float(v) for v in values)
+    for name, values in history.items():
+        if name != "learning_rate":
+            result.history.setdefault(name, []).extend(float(v) for v in values)
 
 
 def train_scratch(ctx: RunContext) -> TrainResult:
@@ -115,15 +156,7 @@ def train_scratch(ctx: RunContext) -> TrainResult:
             learning_rate=spec.training.learning_rate,
             label_smoothing=spec.training.label_smoothing,
         )
-    fit_stage(
-        ctx,
-        result,
-        "train",
-        model,
-        ctx.images("train", train=True),
-        ctx.images("validation", train=False),
-        spec.training.epochs,
-    )
+    fit_stage(ctx, result, "train", model, ctx.image_splits, spec.training.epochs)
     result.model = model
     return result
 
@@ -143,7 +176,7 @@ def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainRe
     if ctx.cache is not None:
         spec = ctx.spec.model
         key = cache_key(
-            ctx.fingerprint(),
+            ctx.source.fingerprint(),
             backbone=spec.backbone.value,
             alpha=spec.alpha,
             weights=backbones.weights_digest(ctx.weights),
@@ -155,10 +188,11 @@ def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainRe
             result.cache_hit = True
             ctx.reporter.emit("features", cacheHit=True, key=key, uri=ctx.cache.uri(key))
             return cached
+    dataset = ctx.source.fetch()
     started = time.monotonic()
     arrays = {}
     for split in ("train", "validation"):
-        samples = getattr(ctx.dataset, split)
+        samples = getattr(dataset, split)
         images = image_dataset(
             samples,
             ctx.num_classes,
@@ -168,6 +202,10 @@ def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainRe
         )
         arrays[f"{split}_features"] = extractor.predict(images, verbose=ctx.reporter.keras_verbose)
         arrays[f"{split}_labels"] = encode_labels([s.label for s in samples], ctx.num_classes)
+        # Which files the rows are: on a cache hit the images themselves are not at hand.
+        arrays[f"{split}_files"] = np.array(
+            [s.path.relative_to(dataset.root).as_posix() for s in samples]
+        )
     result.durations["features"] = round(time.monotonic() - started, 3)
     result.cache_hit = False if ctx.cache is not None else None
     if ctx.cache is not None:
@@ -184,6 +222,7 @@ def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainRe
 def _train_head(ctx: RunContext, extractor: keras.Model, result: TrainResult) -> keras.Model:
     spec = ctx.spec
     arrays = bottleneck_features(ctx, extractor, result)
+
     with ctx.distribution.scope():
         head = models.build_head(
             arrays["train_features"].shape[1:],
@@ -199,9 +238,20 @@ def _train_head(ctx: RunContext, extractor: keras.Model, result: TrainResult) ->
             label_smoothing=spec.training.label_smoothing,
         )
     batch, seed = spec.training.batch_size, spec.training.seed
-    train = array_dataset(arrays["train_features"], arrays["train_labels"], batch, seed)
-    validation = array_dataset(arrays["validation_features"], arrays["validation_labels"], batch)
-    fit_stage(ctx, result, "head", head, train, validation, spec.training.epochs)
+
+    def data():
+        return (
+            array_dataset(arrays["train_features"], arrays["train_labels"], batch, seed),
+            array_dataset(arrays["validation_features"], arrays["validation_labels"], batch),
+        )
+
+    fit_stage(ctx, result, "head", head, data, spec.training.epochs)
+    labels = arrays["validation_labels"]
+    result.validation = (
+        head.predict(arrays["validation_features"], verbose=0),
+        labels[:, 0].astype(int) if labels.shape[1] == 1 else labels.argmax(axis=1),
+        [ctx.dataset.root / name for name in arrays["validation_files"]],
+    )
     return head
 
 
@@ -235,15 +285,8 @@ def train_finetune(ctx: RunContext) -> TrainResult:
             label_smoothing=spec.training.label_smoothing,
         )
     log.info("fine-tuning %d layers: %s", len(result.unfrozen_layers), result.unfrozen_layers)
-    fit_stage(
-        ctx,
-        result,
-        "finetune",
-        model,
-        ctx.images("train", train=True),
-        ctx.images("validation", train=False),
-        spec.fine_tune.epochs,
-    )
+    result.validation = None  # the head's predictions no longer describe the model
+    fit_stage(ctx, result, "finetune", model, ctx.image_splits, spec.fine_tune.epochs)
     result.model = model
     return result
 
@@ -255,12 +298,17 @@ STRATEGIES: dict[Strategy, Callable[[RunContext], TrainResult]] = {
 }
 
 
-def predict_probabilities(model: keras.Model, ctx: RunContext) -> np.ndarray:
+def validation_predictions(ctx: RunContext, result: TrainResult):
+    """(probabilities, labels, files) of the validation set under the final model."""
+    if result.validation is not None:
+        return result.validation
+    samples = ctx.source.fetch().validation
     images = image_dataset(
-        ctx.dataset.validation,
+        samples,
         ctx.num_classes,
         ctx.image_size,
         ctx.spec.training.batch_size,
         with_labels=False,
     )
-    return model.predict(images, verbose=0)
+    probabilities = result.model.predict(images, verbose=0)
+    return probabilities, np.array([s.label for s in samples]), [s.path for s in samples]

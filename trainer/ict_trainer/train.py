@@ -2,27 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from ict_api.spec import ImageClassifierTrainingSpec, Strategy
 from ict_trainer import artifacts, runtime
 from ict_trainer.backbones import BACKBONES
-from ict_trainer.data import load_dataset
+from ict_trainer.checkpoints import Checkpoints
 from ict_trainer.errors import ModelError
-from ict_trainer.features import FeatureCache, dataset_fingerprint
+from ict_trainer.features import FeatureCache
 from ict_trainer.progress import Reporter
+from ict_trainer.sources import DataSource, cache_root, fetch_weights
 from ict_trainer.storage import is_s3, open_store
-from ict_trainer.strategies import STRATEGIES, RunContext, predict_probabilities
+from ict_trainer.strategies import STRATEGIES, RunContext, validation_predictions
 
 log = logging.getLogger(__name__)
 
 SCRATCH_IMAGE_SIZE = 150
+TERMINATION_MESSAGE_ENV = "ICT_TERMINATION_MESSAGE_PATH"
+TERMINATION_MESSAGE_LIMIT = 4000
 
 
 def image_size_of(spec: ImageClassifierTrainingSpec) -> int:
@@ -39,19 +41,33 @@ def cache_uri_of(spec: ImageClassifierTrainingSpec) -> str:
     if is_s3(spec.output.uri):
         bucket = spec.output.uri.removeprefix("s3://").split("/", 1)[0]
         return f"s3://{bucket}/.ict-cache"
-    return os.environ.get("ICT_CACHE_DIR") or str(Path.home() / ".cache" / "ict")
+    return str(cache_root())
 
 
-def local_weights(spec: ImageClassifierTrainingSpec) -> str:
-    weights = spec.model.weights
-    if weights in ("imagenet", "none") or spec.strategy is Strategy.SCRATCH:
-        return weights
-    if not Path(weights).is_file():
+def weights_of(spec: ImageClassifierTrainingSpec) -> str:
+    """The backbone's weights as 'imagenet', 'none' or a local file (fetched if remote)."""
+    if spec.strategy is Strategy.SCRATCH:
+        return "none"
+    weights = fetch_weights(spec)
+    if weights not in ("imagenet", "none") and not Path(weights).is_file():
         raise ModelError(
             f"weights file {weights!r} does not exist. Fix model.weights (or --weights), or "
             "use 'imagenet' (needs internet) or 'none'."
         )
     return weights
+
+
+def write_termination_message(summary: dict) -> None:
+    """The Pod's termination message (the operator reads it); Kubernetes keeps 4 KB of it."""
+    path = os.environ.get(TERMINATION_MESSAGE_ENV)
+    if not path:
+        return
+    message = dict(summary)
+    for drop in ("best", "final", "artifacts"):
+        if len(json.dumps(message)) < TERMINATION_MESSAGE_LIMIT:
+            break
+        message.pop(drop, None)
+    Path(path).write_text(json.dumps(message)[:TERMINATION_MESSAGE_LIMIT])
 
 
 def run_training(
@@ -62,20 +78,23 @@ def run_training(
     started = time.monotonic()
     image_size = image_size_of(spec)
     reporter.emit("start", name=name, strategy=spec.strategy.value, imageSize=image_size)
-    dataset = load_dataset(
-        Path(spec.dataset.uri), spec.dataset.validation_split, spec.training.seed
-    )
-    counts = dataset.counts()
+    source = DataSource(spec, reporter)
+    dataset = source.dataset
     reporter.emit(
         "dataset",
         classes=dataset.class_names,
-        counts=counts,
+        counts=dataset.counts(),
         skipped=[str(path) for path, _ in dataset.skipped],
     )
-    weights = local_weights(spec)
+    weights = weights_of(spec)
     output = open_store(spec.output.uri, spec.storage)
     digest = artifacts.spec_digest(spec)
     artifacts.guard_output(output, digest, spec.output.overwrite)
+    checkpoints = Checkpoints(output, digest)
+    resumed = checkpoints.load(spec.output.overwrite)
+    if resumed:
+        done = {stage: state["epoch"] for stage, state in resumed.items()}
+        log.info("resuming from %s: epochs done per stage %s", output.uri_of("checkpoints"), done)
 
     distribution = runtime.configure(spec.training.mixed_precision, spec.training.seed)
     cache = None
@@ -83,18 +102,18 @@ def run_training(
         cache = FeatureCache(open_store(cache_uri_of(spec), spec.storage))
     ctx = RunContext(
         spec=spec,
-        dataset=dataset,
+        source=source,
         image_size=image_size,
         reporter=reporter,
         distribution=distribution,
         weights=weights,
         cache=cache,
-        fingerprint=lambda: dataset_fingerprint(dataset),
+        checkpoints=checkpoints,
     )
     result = STRATEGIES[spec.strategy](ctx)
-    probabilities = predict_probabilities(result.model, ctx)
-    labels = np.array([s.label for s in dataset.validation])
+    probabilities, labels, files = validation_predictions(ctx, result)
     result.durations["total"] = round(time.monotonic() - started, 3)
+    dataset = source.dataset  # checked now, if it was downloaded
     history = result.history
     metrics = {
         "name": name,
@@ -102,7 +121,7 @@ def run_training(
         "backbone": None if spec.strategy is Strategy.SCRATCH else spec.model.backbone.value,
         "imageSize": image_size,
         "classNames": dataset.class_names,
-        "counts": counts,
+        "counts": dataset.counts(),
         "layout": dataset.layout,
         "validationSplit": dataset.validation_split,
         "skippedFiles": [{"path": str(p), "reason": why} for p, why in dataset.skipped],
@@ -112,6 +131,7 @@ def run_training(
         "best": artifacts.best_epoch(history),
         "durations": result.durations,
         "cacheHit": result.cache_hit,
+        "resumed": {stage: state["epoch"] for stage, state in resumed.items()},
         "unfrozenLayers": result.unfrozen_layers,
         "seed": spec.training.seed,
         "specDigest": digest,
@@ -120,23 +140,10 @@ def run_training(
     }
     with tempfile.TemporaryDirectory(prefix="ict-artifacts-") as staging:
         metrics = artifacts.write_artifacts(
-            Path(staging),
-            metrics,
-            result,
-            probabilities,
-            labels,
-            [s.path for s in dataset.validation],
+            Path(staging), metrics, result, probabilities, labels, files, source.fetch_files
         )
         output.put_dir(Path(staging), last=[artifacts.METRICS])
-    names = (
-        artifacts.MODEL,
-        artifacts.WEIGHTS,
-        artifacts.METRICS,
-        artifacts.HISTORY,
-        artifacts.CURVES,
-        artifacts.CONFUSION,
-        artifacts.REPORT,
-    )
+    checkpoints.clear()  # the artifacts are complete: nothing is left to resume
     summary = {
         "status": "succeeded",
         "final": metrics["final"],
@@ -144,7 +151,8 @@ def run_training(
         "accuracy": metrics["evaluation"]["accuracy"],
         "cacheHit": result.cache_hit,
         "seconds": result.durations["total"],
-        "artifacts": {name: output.uri_of(name) for name in names},
+        "artifacts": {name: output.uri_of(name) for name in artifacts.ALL},
     }
     reporter.emit("summary", **summary)
+    write_termination_message(summary)
     return summary

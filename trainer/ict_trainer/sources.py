@@ -1,0 +1,106 @@
+"""Where a run's inputs come from: a local folder, or a bucket mirrored into a local cache.
+
+A bucket dataset is planned from its listing alone (classes, splits, ETags), so a run whose
+bottleneck features are cached never downloads the images; the others download them once into
+a cache keyed by key + ETag + size, and a re-run downloads only what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from ict_api.spec import ImageClassifierTrainingSpec
+from ict_trainer.data import Dataset, check_image, load_dataset, plan_dataset
+from ict_trainer.errors import DataError, ModelError
+from ict_trainer.features import dataset_fingerprint
+from ict_trainer.progress import Reporter
+from ict_trainer.storage import is_s3, open_store
+
+log = logging.getLogger(__name__)
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("ICT_CACHE_DIR") or Path.home() / ".cache" / "ict")
+
+
+def local_copy_dir(kind: str, uri: str, endpoint: str | None) -> Path:
+    """A stable local folder for a remote location (endpoint included: two servers may share
+    bucket names)."""
+    digest = hashlib.sha256(f"{endpoint or ''}|{uri}".encode()).hexdigest()[:16]
+    return cache_root() / kind / digest
+
+
+class DataSource:
+    def __init__(self, spec: ImageClassifierTrainingSpec, reporter: Reporter):
+        self.uri, self.spec, self.reporter = spec.dataset.uri, spec, reporter
+        self.split, self.seed = spec.dataset.validation_split, spec.training.seed
+        self._fingerprint: list[list] | None = None
+        if not is_s3(self.uri):
+            self.dataset = load_dataset(Path(self.uri), self.split, self.seed)
+            self.store, self.objects, self.etags, self.fetched = None, [], None, True
+            return
+        self.store = open_store(self.uri, spec.storage)
+        self.objects = self.store.list()
+        if not self.objects:
+            raise DataError(
+                f"dataset {self.uri!r} holds no objects. Upload the class folders there "
+                "(e.g. aws s3 sync data/ <uri>/), or fix dataset.uri."
+            )
+        self.root = local_copy_dir("datasets", self.uri, spec.storage.endpoint)
+        self.dataset = plan_dataset(self._keys(), self.root, self.split, self.seed, self.uri)
+        self.etags = {self.root / o.key: o.etag for o in self.objects}
+        self.fetched = False
+
+    def _keys(self) -> list[str]:
+        return [o.key for o in self.objects]
+
+    def fingerprint(self) -> list[list]:
+        """What the dataset's content is, from the listing (bucket) or file hashes (local)."""
+        if self._fingerprint is None:
+            self._fingerprint = dataset_fingerprint(self.dataset, self.etags)
+        return self._fingerprint
+
+    def fetch(self) -> Dataset:
+        """Downloads what is missing or changed, then checks every file."""
+        if not self.fetched:
+            self.fingerprint()  # from the listing, before checks drop files
+            stats = self.store.sync_down("", self.root, self.objects)
+            self.reporter.emit(
+                "download",
+                uri=self.uri,
+                downloaded=stats.downloaded,
+                skipped=stats.skipped,
+                bytes=stats.bytes,
+                seconds=round(stats.seconds, 3),
+            )
+            self.dataset = plan_dataset(
+                self._keys(), self.root, self.split, self.seed, self.uri, check=check_image
+            )
+            self.fetched = True
+        return self.dataset
+
+    def fetch_files(self, paths: list[Path]) -> None:
+        """Downloads single files (the report's thumbnails) without the whole dataset."""
+        for path in paths:
+            if self.store is not None and not path.is_file():
+                self.store.download(path.relative_to(self.root).as_posix(), path)
+
+
+def fetch_weights(spec: ImageClassifierTrainingSpec) -> str:
+    """'imagenet', 'none', or a local path to the weights file (downloaded if remote)."""
+    weights = spec.model.weights
+    if weights in ("imagenet", "none") or not is_s3(weights):
+        return weights
+    folder, name = weights.rsplit("/", 1)
+    store = open_store(folder, spec.storage)
+    objects = [o for o in store.list() if o.key == name]
+    if not objects:
+        raise ModelError(
+            f"weights file {weights!r} does not exist. Upload it there, or fix model.weights."
+        )
+    local = local_copy_dir("weights", weights, spec.storage.endpoint)
+    store.sync_down("", local, objects)
+    return str(local / name)
