@@ -17,7 +17,7 @@ $(WORK)/sample: | $(VENV)/.installed
 	$(VENV)/bin/ict sample-data $@
 
 demo: setup $(WORK)/sample
-	$(VENV)/bin/ict train --data $(WORK)/sample --strategy scratch --epochs 8 \
+	$(VENV)/bin/ict train --data $(WORK)/sample --strategy scratch --epochs 15 \
 		--image-size 64 --output ict-output/sample --overwrite
 	$(VENV)/bin/ict predict ict-output/sample/model.keras $(WORK)/sample/validation/circles/circles.0.jpg
 

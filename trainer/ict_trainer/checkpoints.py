@@ -68,7 +68,7 @@ class Checkpoints:
         }
         self.store.put_bytes(STATE, json.dumps(self.state, indent=1).encode())
         if previous and previous != key:
-            self.store.delete_prefix(previous)
+            self.store.delete(previous)
 
     def clear(self) -> None:
         self.store.delete_prefix(PREFIX)

@@ -80,8 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser("sample-data", help="write a small synthetic two-class dataset")
     sample.add_argument("folder", help="new or empty folder")
-    sample.add_argument("--train", type=int, default=48, help="training images per class")
-    sample.add_argument("--validation", type=int, default=16, help="validation images per class")
+    sample.add_argument("--train", type=int, default=120, help="training images per class")
+    sample.add_argument("--validation", type=int, default=40, help="validation images per class")
     sample.add_argument("--size", type=int, default=96, help="image side in pixels")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=cmd_sample_data)

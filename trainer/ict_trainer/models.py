@@ -46,7 +46,8 @@ def build_scratch_model(
     for index, width in enumerate(filters, start=1):
         x = keras.layers.Conv2D(width, 3, use_bias=not batch_norm, name=f"conv{index}")(x)
         if batch_norm:
-            x = keras.layers.BatchNormalization(name=f"bn{index}")(x)
+            # Fast-moving statistics: small datasets give few steps to settle them.
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{index}")(x)
         x = keras.layers.Activation("relu", name=f"relu{index}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{index}")(x)
     x = POOLING[pooling]()(x)

@@ -290,6 +290,13 @@ class S3Store(Store):
     def upload(self, path: Path, key: str) -> None:
         self._upload_many([(Path(path), self._key(key))])
 
+    def delete(self, key: str) -> None:
+        key = self._key(key)
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self._full(key))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error(exc, "deleting", key) from exc
+
     def delete_prefix(self, prefix: str) -> None:
         prefix = self._prefix(prefix)
         folder = self._full(prefix)

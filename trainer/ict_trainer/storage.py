@@ -178,6 +178,10 @@ class Store(ABC):
     def delete_prefix(self, prefix: str) -> None: ...
 
     @abstractmethod
+    def delete(self, key: str) -> None:
+        """Removes one object; a missing one is not an error."""
+
+    @abstractmethod
     def _download_many(self, jobs: list[DownloadJob]) -> tuple[list[DownloadJob], Exception | None]:
         """Fetch jobs in parallel, each atomically; return those that succeeded and the first
         failure (a StorageError), so that the caller can record the successes before raising."""
@@ -430,6 +434,13 @@ class LocalStore(Store):
                     child.unlink()
         except OSError as exc:
             raise _os_error(exc, "delete", str(target)) from exc
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            raise _os_error(exc, "delete", str(path)) from exc
 
     def _copy(self, src: Path, dest: Path, missing: str) -> None:
         try:
