@@ -17,8 +17,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ict_api.spec import ImageClassifierTrainingSpec
+from ict_api.spec import ImageClassifierTrainingSpec, Strategy
 from ict_trainer import __version__, evaluation, report
+from ict_trainer.data import Dataset
 from ict_trainer.errors import OutputError
 from ict_trainer.strategies import TrainResult
 
@@ -83,6 +84,40 @@ def best_epoch(history: dict[str, list[float]]) -> dict:
     if "val_accuracy" in history:
         best["best_val_accuracy"] = max(history["val_accuracy"])
     return {"epoch": index + 1, **best}
+
+
+def run_metrics(
+    name: str,
+    spec: ImageClassifierTrainingSpec,
+    digest: str,
+    image_size: int,
+    dataset: Dataset,
+    result: TrainResult,
+) -> dict:
+    """metrics.json's content, less the evaluation write_artifacts adds."""
+    history = result.history
+    return {
+        "name": name,
+        "strategy": spec.strategy.value,
+        "backbone": None if spec.strategy is Strategy.SCRATCH else spec.model.backbone.value,
+        "imageSize": image_size,
+        "classNames": dataset.class_names,
+        "counts": dataset.counts(),
+        "layout": dataset.layout,
+        "validationSplit": dataset.validation_split,
+        "skippedFiles": [{"path": str(p), "reason": why} for p, why in dataset.skipped],
+        "history": history,
+        "stages": [{"stage": stage, "firstEpoch": first} for stage, first in result.stage_starts],
+        "final": {key: values[-1] for key, values in history.items()},
+        "best": best_epoch(history),
+        "durations": result.durations,
+        "cacheHit": result.cache_hit,
+        "unfrozenLayers": result.unfrozen_layers,
+        "seed": spec.training.seed,
+        "specDigest": digest,
+        "spec": spec.model_dump(mode="json", by_alias=True),
+        "versions": versions(),
+    }
 
 
 def write_history_csv(path: Path, result: TrainResult) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -72,6 +73,9 @@ class Checkpoints:
 
     def clear(self) -> None:
         self.store.delete_prefix(PREFIX)
+
+    def close(self) -> None:
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class StageBackup(keras.callbacks.BackupAndRestore):

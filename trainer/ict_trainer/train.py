@@ -78,72 +78,50 @@ def run_training(
     started = time.monotonic()
     image_size = image_size_of(spec)
     reporter.emit("start", name=name, strategy=spec.strategy.value, imageSize=image_size)
+    # Everything that can be refused is checked before any training.
     source = DataSource(spec, reporter)
-    dataset = source.dataset
     reporter.emit(
         "dataset",
-        classes=dataset.class_names,
-        counts=dataset.counts(),
-        skipped=[str(path) for path, _ in dataset.skipped],
+        classes=source.dataset.class_names,
+        counts=source.dataset.counts(),
+        skipped=[str(path) for path, _ in source.dataset.skipped],
     )
     weights = weights_of(spec)
     output = open_store(spec.output.uri, spec.storage)
     digest = artifacts.spec_digest(spec)
     artifacts.guard_output(output, digest, spec.output.overwrite)
     checkpoints = Checkpoints(output, digest)
-    resumed = checkpoints.load(spec.output.overwrite)
-    if resumed:
-        done = {stage: state["epoch"] for stage, state in resumed.items()}
-        log.info("resuming from %s: epochs done per stage %s", output.uri_of("checkpoints"), done)
-
-    distribution = runtime.configure(spec.training.mixed_precision, spec.training.seed)
-    cache = None
-    if spec.cache.enabled and spec.strategy is not Strategy.SCRATCH:
-        cache = FeatureCache(open_store(cache_uri_of(spec), spec.storage))
-    ctx = RunContext(
-        spec=spec,
-        source=source,
-        image_size=image_size,
-        reporter=reporter,
-        distribution=distribution,
-        weights=weights,
-        cache=cache,
-        checkpoints=checkpoints,
-    )
-    result = STRATEGIES[spec.strategy](ctx)
-    probabilities, labels, files = validation_predictions(ctx, result)
-    result.durations["total"] = round(time.monotonic() - started, 3)
-    dataset = source.dataset  # checked now, if it was downloaded
-    history = result.history
-    metrics = {
-        "name": name,
-        "strategy": spec.strategy.value,
-        "backbone": None if spec.strategy is Strategy.SCRATCH else spec.model.backbone.value,
-        "imageSize": image_size,
-        "classNames": dataset.class_names,
-        "counts": dataset.counts(),
-        "layout": dataset.layout,
-        "validationSplit": dataset.validation_split,
-        "skippedFiles": [{"path": str(p), "reason": why} for p, why in dataset.skipped],
-        "history": history,
-        "stages": [{"stage": stage, "firstEpoch": first} for stage, first in result.stage_starts],
-        "final": {key: values[-1] for key, values in history.items()},
-        "best": artifacts.best_epoch(history),
-        "durations": result.durations,
-        "cacheHit": result.cache_hit,
-        "resumed": {stage: state["epoch"] for stage, state in resumed.items()},
-        "unfrozenLayers": result.unfrozen_layers,
-        "seed": spec.training.seed,
-        "specDigest": digest,
-        "spec": spec.model_dump(mode="json", by_alias=True),
-        "versions": artifacts.versions(),
-    }
-    with tempfile.TemporaryDirectory(prefix="ict-artifacts-") as staging:
-        metrics = artifacts.write_artifacts(
-            Path(staging), metrics, result, probabilities, labels, files, source.fetch_files
+    try:
+        resumed = checkpoints.load(spec.output.overwrite)
+        if resumed:
+            done = {stage: state["epoch"] for stage, state in resumed.items()}
+            log.info("resuming from %s: epochs done %s", output.uri_of("checkpoints"), done)
+        cache = None
+        if spec.cache.enabled and spec.strategy is not Strategy.SCRATCH:
+            cache = FeatureCache(open_store(cache_uri_of(spec), spec.storage))
+        ctx = RunContext(
+            spec=spec,
+            source=source,
+            image_size=image_size,
+            reporter=reporter,
+            distribution=runtime.configure(spec.training.mixed_precision, spec.training.seed),
+            weights=weights,
+            cache=cache,
+            checkpoints=checkpoints,
         )
-        output.put_dir(Path(staging), last=[artifacts.METRICS])
-    checkpoints.clear()  # the artifacts are complete: nothing is left to resume
+        result = STRATEGIES[spec.strategy](ctx)
+        validation = validation_predictions(ctx, result)
+        result.durations["total"] = round(time.monotonic() - started, 3)
+        metrics = artifacts.run_metrics(name, spec, digest, image_size, source.dataset, result)
+        metrics["resumed"] = {stage: state["epoch"] for stage, state in resumed.items()}
+        with tempfile.TemporaryDirectory(prefix="ict-artifacts-") as staging:
+            metrics = artifacts.write_artifacts(
+                Path(staging), metrics, result, *validation, source.fetch_files
+            )
+            output.put_dir(Path(staging), last=[artifacts.METRICS])
+        checkpoints.clear()  # the artifacts are complete: nothing is left to resume
+    finally:
+        checkpoints.close()
     summary = {
         "status": "succeeded",
         "final": metrics["final"],
