@@ -316,6 +316,7 @@ class Training:
         except ValueError:
             pytest.fail(f"not a JSON progress line on stdout: {line!r}")
         self.lines.append(event)
+        print("TMPDEBUG", round(time.monotonic(), 2), line.strip()[:100])
         return event
 
     def stderr(self) -> str:
@@ -396,6 +397,7 @@ def test_killed_training_resumes_from_its_last_epoch(
     first.proc.send_signal(sig)
     assert first.finish(timeout=60) == exit_code, first.stderr()[-3000:]
     assert time.monotonic() - killed_at < 10, "the trainer must stop within seconds"
+    print("TMPDEBUG stopped after", time.monotonic() - killed_at)
     printed = [e for e in first.lines if e["event"] == "epoch"]
     assert [e["epoch"] for e in printed] == list(range(1, after_epoch + 1))
     checkpoints = keys_below(seaweedfs, kill_data, f"{prefix}/checkpoints")

@@ -84,6 +84,30 @@ def test_head_and_classifier_take_raw_images():
     assert classifier.output_shape == (None, 3)
 
 
+def test_trainable_layers_per_strategy():
+    base = backbones.build_base(Backbone.VGG16, 32, "none")
+    extractor = models.build_feature_extractor(
+        base, backbones.preprocessing_layer(Backbone.VGG16), Pooling.AVG
+    )
+    head = models.build_head(extractor.output_shape[1:], 2, dense_units=4)
+    classifier = models.build_classifier(extractor, head)
+    # bottleneck: only the head learns
+    assert {w.path.split("/")[0] for w in classifier.trainable_weights} == {
+        "head_dense",
+        "predictions",
+    }
+    # finetune: the head and the top block
+    backbones.unfreeze(base, backbones.block_patterns(Backbone.VGG16, 1, None))
+    assert {w.path.split("/")[0] for w in classifier.trainable_weights} == {
+        "block5_conv1",
+        "block5_conv2",
+        "block5_conv3",
+        "head_dense",
+        "predictions",
+    }
+    assert not extractor.get_layer("caffe_preprocessing").trainable
+
+
 def test_caffe_preprocessing_matches_keras_applications():
     images = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
     layer = backbones.preprocessing_layer(Backbone.VGG16)

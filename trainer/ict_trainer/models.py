@@ -79,7 +79,9 @@ def build_head(
 def build_feature_extractor(
     base: keras.Model, preprocessing: keras.layers.Layer | None, pooling: Pooling
 ) -> keras.Model:
-    """Raw images in [0, 255] -> one feature vector each; the base runs in inference mode."""
+    """Raw images in [0, 255] -> one feature vector each; the base is frozen and runs in
+    inference mode (fine-tuning unfreezes chosen blocks afterwards)."""
+    base.trainable = False
     inputs = keras.Input(base.input_shape[1:], name="image")
     x = preprocessing(inputs) if preprocessing is not None else inputs
     x = base(x, training=False)
