@@ -21,6 +21,7 @@ from ict_api.spec import ImageClassifierTrainingSpec, Strategy
 from ict_trainer import __version__, evaluation, report
 from ict_trainer.data import Dataset
 from ict_trainer.errors import OutputError
+from ict_trainer.storage import is_s3
 from ict_trainer.strategies import TrainResult
 
 METRICS = "metrics.json"
@@ -41,8 +42,15 @@ def spec_digest(spec: ImageClassifierTrainingSpec) -> str:
     return hashlib.sha256(encoded).hexdigest()[:16]
 
 
+WRITE_PROBE = "checkpoints/.ict-write-probe"
+
+
 def guard_output(store, digest: str, overwrite: bool) -> None:
-    """Refuses an output that holds something else than this training, unless told."""
+    """Refuses an output that holds something else than this training, unless told, or that
+    cannot be written (found now rather than after an hour of training)."""
+    if is_s3(store.uri):
+        store.put_bytes(WRITE_PROBE, b"")
+        store.delete(WRITE_PROBE)
     if overwrite:
         return
     if store.exists(METRICS):

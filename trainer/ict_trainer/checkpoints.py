@@ -7,6 +7,7 @@ that points at complete weights: the next run loses at most the epoch in progres
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import shutil
@@ -44,7 +45,7 @@ class Checkpoints:
             self.store.delete_prefix(PREFIX)
             return {}
         self.state = found
-        return found["stages"]
+        return copy.deepcopy(found["stages"])  # commits go on changing self.state
 
     def stage(self, name: str) -> dict | None:
         return self.state["stages"].get(name)

@@ -32,25 +32,23 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
-def dataset_fingerprint(dataset: Dataset, etags: dict[Path, str] | None = None) -> list[list]:
+def dataset_fingerprint(
+    dataset: Dataset, listing: dict[Path, tuple[int, str]] | None = None
+) -> list[list]:
     """(split, class, relative path, size, content tag) of every image, in split order.
 
-    The content tag is the object's ETag when the dataset came from a bucket (no re-hash
-    needed), else the file's md5.
+    For a bucket dataset size and ETag come from its listing (nothing need be downloaded);
+    for local files, the file's size and md5.
     """
     rows = []
     for split, samples in (("train", dataset.train), ("validation", dataset.validation)):
         for sample in samples:
-            tag = (etags or {}).get(sample.path) or file_md5(sample.path)
-            rows.append(
-                [
-                    split,
-                    dataset.class_names[sample.label],
-                    sample.path.relative_to(dataset.root).as_posix(),
-                    sample.path.stat().st_size,
-                    tag,
-                ]
+            size, tag = (listing or {}).get(sample.path) or (
+                sample.path.stat().st_size,
+                file_md5(sample.path),
             )
+            relative = sample.path.relative_to(dataset.root).as_posix()
+            rows.append([split, dataset.class_names[sample.label], relative, size, tag])
     return rows
 
 

@@ -40,7 +40,7 @@ class DataSource:
         self._fingerprint: list[list] | None = None
         if not is_s3(self.uri):
             self.dataset = load_dataset(Path(self.uri), self.split, self.seed)
-            self.store, self.objects, self.etags, self.fetched = None, [], None, True
+            self.store, self.objects, self.listing, self.fetched = None, [], None, True
             return
         self.store = open_store(self.uri, spec.storage)
         self.objects = self.store.list()
@@ -51,7 +51,7 @@ class DataSource:
             )
         self.root = local_copy_dir("datasets", self.uri, spec.storage.endpoint)
         self.dataset = plan_dataset(self._keys(), self.root, self.split, self.seed, self.uri)
-        self.etags = {self.root / o.key: o.etag for o in self.objects}
+        self.listing = {self.root / o.key: (o.size, o.etag) for o in self.objects}
         self.fetched = False
 
     def _keys(self) -> list[str]:
@@ -60,7 +60,7 @@ class DataSource:
     def fingerprint(self) -> list[list]:
         """What the dataset's content is, from the listing (bucket) or file hashes (local)."""
         if self._fingerprint is None:
-            self._fingerprint = dataset_fingerprint(self.dataset, self.etags)
+            self._fingerprint = dataset_fingerprint(self.dataset, self.listing)
         return self._fingerprint
 
     def fetch(self) -> Dataset:
