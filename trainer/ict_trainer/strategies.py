@@ -12,7 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ict_api.spec import ImageClassifierTrainingSpec, Strategy
+from ict_api.spec import FineTuneSpec, ImageClassifierTrainingSpec, Strategy, TrainingSpec
 from ict_trainer import backbones, models
 from ict_trainer.augment import build_augmenter
 from ict_trainer.checkpoints import Checkpoints, StageBackup
@@ -54,6 +54,17 @@ class RunContext:
             training.batch_size,
             shuffle_seed=training.seed if train else None,
             augmenter=build_augmenter(self.spec.augmentation, training.seed) if train else None,
+        )
+
+    def compile(self, model: keras.Model, stage: TrainingSpec | FineTuneSpec) -> None:
+        """Compiles with the stage's optimizer (training: scratch and head; fineTune)."""
+        models.compile_model(
+            model,
+            self.num_classes,
+            optimizer=stage.optimizer,
+            learning_rate=stage.learning_rate,
+            momentum=getattr(stage, "momentum", 0.0),
+            label_smoothing=self.spec.training.label_smoothing,
         )
 
     def image_splits(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
@@ -149,13 +160,7 @@ def train_scratch(ctx: RunContext) -> TrainResult:
             dropout=spec.model.dropout,
             rescale=spec.augmentation.rescale or 1 / 255,
         )
-        models.compile_model(
-            model,
-            ctx.num_classes,
-            optimizer=spec.training.optimizer,
-            learning_rate=spec.training.learning_rate,
-            label_smoothing=spec.training.label_smoothing,
-        )
+        ctx.compile(model, spec.training)
     fit_stage(ctx, result, "train", model, ctx.image_splits, spec.training.epochs)
     result.model = model
     return result
@@ -230,13 +235,7 @@ def _train_head(ctx: RunContext, extractor: keras.Model, result: TrainResult) ->
             dense_units=spec.model.dense_units,
             dropout=spec.model.dropout,
         )
-        models.compile_model(
-            head,
-            ctx.num_classes,
-            optimizer=spec.training.optimizer,
-            learning_rate=spec.training.learning_rate,
-            label_smoothing=spec.training.label_smoothing,
-        )
+        ctx.compile(head, spec.training)
     batch, seed = spec.training.batch_size, spec.training.seed
 
     def data():
@@ -276,14 +275,7 @@ def train_finetune(ctx: RunContext) -> TrainResult:
         )
         result.unfrozen_layers = backbones.unfreeze(base, patterns)
         model = models.build_classifier(extractor, head)
-        models.compile_model(
-            model,
-            ctx.num_classes,
-            optimizer=spec.fine_tune.optimizer,
-            learning_rate=spec.fine_tune.learning_rate,
-            momentum=spec.fine_tune.momentum,
-            label_smoothing=spec.training.label_smoothing,
-        )
+        ctx.compile(model, spec.fine_tune)
     log.info("fine-tuning %d layers: %s", len(result.unfrozen_layers), result.unfrozen_layers)
     result.validation = None  # the head's predictions no longer describe the model
     fit_stage(ctx, result, "finetune", model, ctx.image_splits, spec.fine_tune.epochs)
