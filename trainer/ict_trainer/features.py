@@ -16,20 +16,13 @@ from pathlib import Path
 import numpy as np
 
 from ict_trainer.data import Dataset
+from ict_trainer.storage import content_etag
 
 log = logging.getLogger(__name__)
 
 # Bump when decoding, resizing or pooling changes what features a given image yields.
 PREPROCESSING_VERSION = 2
 MANIFEST = "manifest.json"
-
-
-def file_md5(path: Path) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def dataset_fingerprint(
@@ -45,7 +38,7 @@ def dataset_fingerprint(
         for sample in samples:
             size, tag = (listing or {}).get(sample.path) or (
                 sample.path.stat().st_size,
-                file_md5(sample.path),
+                content_etag(sample.path),
             )
             relative = sample.path.relative_to(dataset.root).as_posix()
             rows.append([split, dataset.class_names[sample.label], relative, size, tag])
