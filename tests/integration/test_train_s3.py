@@ -381,8 +381,9 @@ def test_killed_training_resumes_from_its_last_epoch(
         "scratch",
         "--epochs",
         "4",
+        # Large enough that an epoch lasts well over the moment the signal takes to arrive.
         "--image-size",
-        "64",
+        "128",
         "--output",
         output,
     ]
