@@ -142,6 +142,8 @@ RUNS = {
     "scratch": (
         "scratch",
         {
+            "model.pooling": "flatten",
+            "model.denseUnits": 64,
             "training.epochs": 50,
             "model.imageSize": 150,
             "training.optimizer": "adam",
