@@ -12,6 +12,16 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 CATS_DOGS = SHARED / "datasets" / "cats-dogs"
 MOBILENET_V2 = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.h5"
 MOBILENET = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
+# What every finished run leaves in its output (issue 2's list, plus the report).
+ARTIFACTS = {
+    "model.keras",
+    "model.weights.h5",
+    "metrics.json",
+    "history.csv",
+    "training-curves.png",
+    "confusion-matrix.png",
+    "index.html",
+}
 
 
 def write_image(path: Path, seed: int = 0, size: int = 24, fmt: str | None = None) -> Path:

@@ -16,19 +16,9 @@ import pytest
 from PIL import Image
 
 from ict_trainer.cli import main
-from tests.helpers import MOBILENET, MOBILENET_V2, cats_dogs_subset, image_tree
+from tests.helpers import ARTIFACTS, MOBILENET, MOBILENET_V2, cats_dogs_subset, image_tree
 
 pytestmark = pytest.mark.slow
-
-ARTIFACTS = {
-    "model.keras",
-    "model.weights.h5",
-    "metrics.json",
-    "history.csv",
-    "training-curves.png",
-    "confusion-matrix.png",
-    "index.html",
-}
 
 
 @pytest.fixture(scope="module")

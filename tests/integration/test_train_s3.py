@@ -25,19 +25,10 @@ import pytest
 
 from ict_trainer.cli import main
 from tests.conftest import S3Credentials, S3Server
-from tests.helpers import CATS_DOGS, MOBILENET_V2, cats_dogs_subset
+from tests.helpers import ARTIFACTS, CATS_DOGS, MOBILENET_V2, cats_dogs_subset
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
-ARTIFACTS = {
-    "model.keras",
-    "model.weights.h5",
-    "metrics.json",
-    "history.csv",
-    "training-curves.png",
-    "confusion-matrix.png",
-    "index.html",
-}
 DATA = "datasets/cats-dogs"
 WEIGHTS = f"weights/{MOBILENET_V2.name}"
 GALLERY_LIMIT = 24  # evaluation.worst_predictions' default: the report shows at most these

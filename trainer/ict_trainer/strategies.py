@@ -16,7 +16,7 @@ from ict_api.spec import FineTuneSpec, ImageClassifierTrainingSpec, Strategy, Tr
 from ict_trainer import backbones, models
 from ict_trainer.augment import build_augmenter
 from ict_trainer.checkpoints import Checkpoints, StageBackup
-from ict_trainer.data import Dataset
+from ict_trainer.data import Dataset, Sample
 from ict_trainer.features import FeatureCache, cache_key
 from ict_trainer.pipeline import array_dataset, encode_labels, image_dataset
 from ict_trainer.progress import EpochReporter, Reporter
@@ -65,6 +65,16 @@ class RunContext:
             learning_rate=stage.learning_rate,
             momentum=getattr(stage, "momentum", 0.0),
             label_smoothing=self.spec.training.label_smoothing,
+        )
+
+    def unlabelled(self, samples: list[Sample]) -> tf.data.Dataset:
+        """Images in file order, for predictions."""
+        return image_dataset(
+            samples,
+            self.num_classes,
+            self.image_size,
+            self.spec.training.batch_size,
+            with_labels=False,
         )
 
     def image_splits(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
@@ -198,13 +208,7 @@ def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainRe
     arrays = {}
     for split in ("train", "validation"):
         samples = getattr(dataset, split)
-        images = image_dataset(
-            samples,
-            ctx.num_classes,
-            ctx.image_size,
-            ctx.spec.training.batch_size,
-            with_labels=False,
-        )
+        images = ctx.unlabelled(samples)
         arrays[f"{split}_features"] = extractor.predict(images, verbose=ctx.reporter.keras_verbose)
         arrays[f"{split}_labels"] = encode_labels([s.label for s in samples], ctx.num_classes)
         # Which files the rows are: on a cache hit the images themselves are not at hand.
@@ -295,12 +299,5 @@ def validation_predictions(ctx: RunContext, result: TrainResult):
     if result.validation is not None:
         return result.validation
     samples = ctx.source.fetch().validation
-    images = image_dataset(
-        samples,
-        ctx.num_classes,
-        ctx.image_size,
-        ctx.spec.training.batch_size,
-        with_labels=False,
-    )
-    probabilities = result.model.predict(images, verbose=0)
+    probabilities = result.model.predict(ctx.unlabelled(samples), verbose=0)
     return probabilities, np.array([s.label for s in samples]), [s.path for s in samples]
