@@ -203,3 +203,24 @@ def test_sample_data_refuses_a_non_empty_folder(tmp_path, capsys):
     assert main(["sample-data", str(tmp_path)]) == 2
     assert "is not empty" in capsys.readouterr().err
     assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_unknown_finetune_layers_are_refused_before_any_training(tmp_path, capsys):
+    data = image_tree(tmp_path / "data", GOOD)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("model: {alpha: 0.35}\nfineTune: {layers: [block_99_]}\n")
+    code, out, err = run_train(
+        capsys,
+        data,
+        tmp_path / "out",
+        "-f",
+        str(spec),
+        "--strategy",
+        "finetune",
+        "--backbone",
+        "mobilenet_v2",
+        "--weights",
+        str(MOBILENET_V2),
+    )
+    assert_refused(code, out, err, "no trainable layer matches", "Layer names start with")
+    assert '"event": "epoch"' not in out and '"event": "features"' not in out

@@ -272,12 +272,14 @@ def train_finetune(ctx: RunContext) -> TrainResult:
     spec, result = ctx.spec, TrainResult()
     with ctx.distribution.scope():
         base, extractor = _extractor(ctx)
-    head = _train_head(ctx, extractor, result)
-    with ctx.distribution.scope():
+        # Before the head stage, so that a wrong block or layer name costs no training; the
+        # features are predicted in inference mode, whatever is trainable.
         patterns = backbones.block_patterns(
             spec.model.backbone, spec.fine_tune.blocks, spec.fine_tune.layers
         )
         result.unfrozen_layers = backbones.unfreeze(base, patterns)
+    head = _train_head(ctx, extractor, result)
+    with ctx.distribution.scope():
         model = models.build_classifier(extractor, head)
         ctx.compile(model, spec.fine_tune)
     log.info("fine-tuning %d layers: %s", len(result.unfrozen_layers), result.unfrozen_layers)
