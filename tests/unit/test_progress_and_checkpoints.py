@@ -6,7 +6,7 @@ import json
 import pytest
 
 from ict_api.spec import MixedPrecision
-from ict_trainer import train
+from ict_trainer import termination
 from ict_trainer.checkpoints import STATE, Checkpoints
 from ict_trainer.errors import OutputError
 from ict_trainer.progress import Reporter, clean_metrics
@@ -45,14 +45,14 @@ def test_precision_policy_table_covers_every_case():
 
 def test_termination_message_stays_under_the_kubernetes_limit(tmp_path, monkeypatch):
     path = tmp_path / "termination-log"
-    monkeypatch.setenv(train.TERMINATION_MESSAGE_ENV, str(path))
+    monkeypatch.setenv(termination.TERMINATION_MESSAGE_ENV, str(path))
     summary = {
         "status": "succeeded",
         "accuracy": 0.9,
         "final": {f"metric_{i}": 0.5 for i in range(400)},
         "artifacts": {"model.keras": "s3://b/out/model.keras"},
     }
-    train.write_termination_message(summary)
+    termination.write_termination_message(summary)
     message = json.loads(path.read_text())
     assert len(path.read_bytes()) < 4096
     assert message["status"] == "succeeded" and message["accuracy"] == 0.9
@@ -61,9 +61,9 @@ def test_termination_message_stays_under_the_kubernetes_limit(tmp_path, monkeypa
 
 
 def test_no_termination_message_without_the_variable(tmp_path, monkeypatch):
-    monkeypatch.delenv(train.TERMINATION_MESSAGE_ENV, raising=False)
+    monkeypatch.delenv(termination.TERMINATION_MESSAGE_ENV, raising=False)
     monkeypatch.chdir(tmp_path)
-    train.write_termination_message({"status": "succeeded"})
+    termination.write_termination_message({"status": "succeeded"})
     assert list(tmp_path.iterdir()) == []
 
 

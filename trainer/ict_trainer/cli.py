@@ -13,6 +13,7 @@ from pathlib import Path
 from ict_api import SpecError, load_document, load_file
 from ict_api.spec import Backbone, Strategy
 from ict_trainer.errors import IctError
+from ict_trainer.termination import write_termination_message
 
 log = logging.getLogger("ict")
 
@@ -111,7 +112,7 @@ def _terminate(signum, frame) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from ict_trainer.progress import Reporter
-    from ict_trainer.train import run_training, write_termination_message
+    from ict_trainer.train import run_training
 
     name, spec = load_spec(args)
     reporter = Reporter(json_lines=args.json_lines)
@@ -126,9 +127,6 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"ict: {message}", file=sys.stderr)
         reporter.emit("terminated", message=message)
         write_termination_message({"status": "terminated", "message": message})
-        raise
-    except (SpecError, IctError) as exc:
-        write_termination_message({"status": "failed", "message": str(exc)[:3000]})
         raise
     return 0
 
@@ -180,10 +178,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.handler(args)
     except (SpecError, IctError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        if getattr(args, "json_lines", None) or (
-            args.command == "train" and not sys.stdout.isatty()
-        ):
-            print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
+        if args.command == "train":
+            write_termination_message({"status": "failed", "message": str(exc)[:3000]})
+            if args.json_lines or not sys.stdout.isatty():
+                print(json.dumps({"event": "error", "message": str(exc)}), flush=True)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

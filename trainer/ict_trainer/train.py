@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,12 +17,11 @@ from ict_trainer.progress import Reporter
 from ict_trainer.sources import DataSource, cache_root, fetch_weights
 from ict_trainer.storage import is_s3, open_store
 from ict_trainer.strategies import STRATEGIES, RunContext, validation_predictions
+from ict_trainer.termination import write_termination_message
 
 log = logging.getLogger(__name__)
 
 SCRATCH_IMAGE_SIZE = 150
-TERMINATION_MESSAGE_ENV = "ICT_TERMINATION_MESSAGE_PATH"
-TERMINATION_MESSAGE_LIMIT = 4000
 
 
 def image_size_of(spec: ImageClassifierTrainingSpec) -> int:
@@ -55,19 +52,6 @@ def weights_of(spec: ImageClassifierTrainingSpec) -> str:
             "use 'imagenet' (needs internet) or 'none'."
         )
     return weights
-
-
-def write_termination_message(summary: dict) -> None:
-    """The Pod's termination message (the operator reads it); Kubernetes keeps 4 KB of it."""
-    path = os.environ.get(TERMINATION_MESSAGE_ENV)
-    if not path:
-        return
-    message = dict(summary)
-    for drop in ("best", "final", "artifacts"):
-        if len(json.dumps(message)) < TERMINATION_MESSAGE_LIMIT:
-            break
-        message.pop(drop, None)
-    Path(path).write_text(json.dumps(message)[:TERMINATION_MESSAGE_LIMIT])
 
 
 def run_training(
