@@ -282,14 +282,6 @@ class S3Store(Store):
         except (ClientError, BotoCoreError) as exc:
             raise self._error(exc, "writing", key) from exc
 
-    def download(self, key: str, path: Path) -> None:
-        _, error = self._download_many([(self._key(key), None, Path(path))])
-        if error is not None:
-            raise error
-
-    def upload(self, path: Path, key: str) -> None:
-        self._upload_many([(Path(path), self._key(key))])
-
     def delete(self, key: str) -> None:
         key = self._key(key)
         try:

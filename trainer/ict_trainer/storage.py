@@ -168,11 +168,13 @@ class Store(ABC):
     @abstractmethod
     def put_bytes(self, key: str, data: bytes) -> None: ...
 
-    @abstractmethod
-    def download(self, key: str, path: Path) -> None: ...
+    def download(self, key: str, path: Path) -> None:
+        _, error = self._download_many([(self._key(key), None, Path(path))])
+        if error is not None:
+            raise error
 
-    @abstractmethod
-    def upload(self, path: Path, key: str) -> None: ...
+    def upload(self, path: Path, key: str) -> None:
+        self._upload_many([(Path(path), self._key(key))])
 
     @abstractmethod
     def delete_prefix(self, prefix: str) -> None: ...
@@ -408,14 +410,6 @@ class LocalStore(Store):
             atomic_write_bytes(path, data)
         except OSError as exc:
             raise _os_error(exc, "write", str(path)) from exc
-
-    def download(self, key: str, path: Path) -> None:
-        _, error = self._download_many([(self._key(key), None, Path(path))])
-        if error is not None:
-            raise error
-
-    def upload(self, path: Path, key: str) -> None:
-        self._upload_many([(Path(path), self._key(key))])
 
     def delete_prefix(self, prefix: str) -> None:
         prefix = self._prefix(prefix)
