@@ -29,5 +29,6 @@ test: lint
 	$(PY) -m pytest -q
 
 bench: setup
-	$(PY) -m pip install -q tf_keras scipy
+	# tf_keras must match TensorFlow's minor version, or pip swaps TensorFlow for another.
+	$(PY) -m pip install -q scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	$(PY) bench/blog_table.py

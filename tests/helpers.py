@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -49,3 +50,16 @@ def cats_dogs_subset(root: Path, train: int, validation: int) -> Path:
             for path in sorted(source.iterdir())[:count]:
                 shutil.copy(path, target / path.name)
     return root
+
+
+def train(capsys, *args: str) -> tuple[int, list[dict], str]:
+    """`ict train ARGS` in this process: exit code, JSON progress lines, stderr."""
+    from ict_trainer.cli import main
+
+    code = main(["train", *args])
+    out, err = capsys.readouterr()
+    return code, [json.loads(line) for line in out.splitlines() if line.strip()], err
+
+
+def events(lines: list[dict], kind: str) -> list[dict]:
+    return [line for line in lines if line["event"] == kind]

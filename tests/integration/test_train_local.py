@@ -16,7 +16,15 @@ import pytest
 from PIL import Image
 
 from ict_trainer.cli import main
-from tests.helpers import ARTIFACTS, MOBILENET, MOBILENET_V2, cats_dogs_subset, image_tree
+from tests.helpers import (
+    ARTIFACTS,
+    MOBILENET,
+    MOBILENET_V2,
+    cats_dogs_subset,
+    events,
+    image_tree,
+    train,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -30,16 +38,6 @@ def cats_dogs(tmp_path_factory):
 def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("ICT_CACHE_DIR", str(tmp_path / "cache"))
     return tmp_path / "cache"
-
-
-def train(capsys, *args: str) -> tuple[int, list[dict], str]:
-    code = main(["train", *args])
-    out, err = capsys.readouterr()
-    return code, [json.loads(line) for line in out.splitlines() if line.strip()], err
-
-
-def events(lines: list[dict], kind: str) -> list[dict]:
-    return [line for line in lines if line["event"] == kind]
 
 
 def test_scratch_writes_every_artifact_and_predicts(cats_dogs, tmp_path, capsys):

@@ -25,7 +25,7 @@ import pytest
 
 from ict_trainer.cli import main
 from tests.conftest import S3Credentials, S3Server
-from tests.helpers import ARTIFACTS, CATS_DOGS, MOBILENET_V2, cats_dogs_subset
+from tests.helpers import ARTIFACTS, CATS_DOGS, MOBILENET_V2, cats_dogs_subset, events, train
 
 pytestmark = [pytest.mark.s3, pytest.mark.slow]
 
@@ -56,16 +56,6 @@ def keys_below(server: S3Server, bucket: str, prefix: str) -> set[str]:
 
 def get_object(server: S3Server, bucket: str, key: str) -> bytes:
     return server.client().get_object(Bucket=bucket, Key=key)["Body"].read()
-
-
-def train(capsys, *args: str) -> tuple[int, list[dict], str]:
-    code = main(["train", *args])
-    out, err = capsys.readouterr()
-    return code, [json.loads(line) for line in out.splitlines() if line.strip()], err
-
-
-def events(lines: list[dict], kind: str) -> list[dict]:
-    return [line for line in lines if line["event"] == kind]
 
 
 def local_files(folder: Path) -> set[str]:
