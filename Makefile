@@ -7,7 +7,7 @@ WORK := .work
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[trainer,dev]"
+	$(PY) -m pip install -q -e ".[trainer,operator,dev]"
 	touch $@
 
 .PHONY: setup demo test lint bench
