@@ -82,6 +82,8 @@ class Artifacts(SpecModel):
 
 
 class ImageClassifierTrainingStatus(SpecModel):
+    """What the operator reports: phase, conditions, progress, metrics and where results are."""
+
     phase: Phase = Field(default=Phase.PENDING, description="Where the run is.")
     message: str | None = Field(
         default=None, description="One line on the current state, for people."

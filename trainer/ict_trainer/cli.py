@@ -1,4 +1,4 @@
-"""The `ict` command line: train, predict, preview, sample-data."""
+"""The `ict` command line: train, predict, preview, sample-data, crd."""
 
 from __future__ import annotations
 
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--size", type=int, default=96, help="image side in pixels")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=cmd_sample_data)
+
+    crd = commands.add_parser("crd", help="print the ImageClassifierTraining CRD (YAML)")
+    crd.set_defaults(handler=cmd_crd)
     return parser
 
 
@@ -169,6 +172,13 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     print(f"wrote {sum(counts.values())} synthetic images to {args.folder}")
+    return 0
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from ict_api.crd import render_crd_yaml
+
+    print(render_crd_yaml(), end="")
     return 0
 
 
