@@ -146,6 +146,10 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[s
         del node["default"]  # absent and null read the same; a null default adds nothing
     if "const" in node:
         node["enum"] = [node.pop("const")]
+    if "enum" in node:
+        # The API server checks an enum even against null, and refuses it. Without `nullable`
+        # it prunes a null instead, and an absent field reads as None in pydantic too.
+        node.pop("nullable", None)
     for exclusive, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
         if exclusive in node and not isinstance(node[exclusive], bool):
             node[inclusive], node[exclusive] = node[exclusive], True  # OpenAPI v3.0 form

@@ -159,7 +159,8 @@ def test_nullable_required_and_maps_follow_the_pydantic_fields():
     for model, name in ((Spec, "spec"), (Status, "status")):
         for path, field, node in model_fields(model, SCHEMA["properties"][name], f".{name}"):
             accepts_none = type(None) in get_args(field.annotation)
-            assert node.get("nullable", False) is accepts_none, path
+            # Enums excepted: the API server refuses null for them even when nullable.
+            assert node.get("nullable", False) is (accepts_none and "enum" not in node), path
             parent_required = SCHEMA["properties"][name].get("required", [])
             if path.count(".") == 2:
                 assert (path.rsplit(".", 1)[1] in parent_required) is field.is_required(), path
@@ -390,6 +391,7 @@ def test_renderer_is_generic_over_optional_and_refuses_what_kubernetes_cannot_ex
         epochs: int | None = Field(default=None, ge=1, description="Unset: the strategy's.")
         port: int | str = Field(default=80, description="Number or name.")
         mode: Literal["fast"] = Field(default="fast", description="Only one.")
+        level: Literal["low", "high"] | None = Field(default=None, description="Unset: auto.")
 
     class Wrapper(BaseModel):
         sample: Sample | None = None
@@ -406,6 +408,12 @@ def test_renderer_is_generic_over_optional_and_refuses_what_kubernetes_cannot_ex
     }
     assert fields["port"]["x-kubernetes-int-or-string"] is True
     assert fields["mode"]["enum"] == ["fast"]
+    # A null is pruned to absent (None in pydantic); `nullable` would make the server refuse it.
+    assert fields["level"] == {
+        "description": "Unset: auto.",
+        "type": "string",
+        "enum": ["low", "high"],
+    }
 
     class Ambiguous(BaseModel):
         value: str | list[str] = Field(description="Either.")
