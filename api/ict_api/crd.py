@@ -120,9 +120,11 @@ def _inline(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[str, 
     if "$ref" in node:
         target = defs[node.pop("$ref").removeprefix("#/$defs/")]
         node = {**_inline(target, defs, path), **node}
-    if "allOf" in node:
-        (member,) = node.pop("allOf")  # pydantic wraps a lone $ref this way; more is unexpected
-        node = {**_inline(member, defs, path), **node}
+    if "allOf" in node:  # pydantic wraps a lone $ref this way
+        members = node.pop("allOf")
+        if len(members) != 1:
+            raise ValueError(f"{path}: allOf {members!r} has no structural form; use one type.")
+        node = {**_inline(members[0], defs, path), **node}
     variants = node.pop("anyOf", None) or node.pop("oneOf", None)
     if variants is not None:
         others = [v for v in variants if v.get("type") != "null"]
@@ -154,8 +156,13 @@ def _structural(node: dict[str, Any], defs: dict[str, Any], path: str) -> dict[s
         if exclusive in node and not isinstance(node[exclusive], bool):
             node[inclusive], node[exclusive] = node[exclusive], True  # OpenAPI v3.0 form
     if "properties" in node:
-        if node.get("additionalProperties") is False:
-            del node["additionalProperties"]  # the API server prunes unknown fields instead
+        # extra="forbid" gives additionalProperties: false, which a CRD may not say: the API
+        # server prunes unknown fields (or refuses them under strict field validation).
+        if node.pop("additionalProperties", False) is not False:
+            raise ValueError(
+                f"{path}: a model that keeps unknown fields (extra='allow') cannot be a CRD "
+                "object next to its properties; use extra='forbid'."
+            )
         node["properties"] = {
             name: _structural(child, defs, f"{path}.{name}")
             for name, child in node["properties"].items()

@@ -51,11 +51,12 @@ def nodes(schema: dict, path: str = "") -> Iterator[tuple[str, dict]]:
 
 
 def model_fields(model: type[BaseModel], node: dict, path: str):
-    """(path, pydantic field, CRD node) for every field of model and of the models inside it."""
+    """(path, pydantic field, its CRD node, required in its parent) for every field of model
+    and of the models inside it."""
     for name, field in model.model_fields.items():
         alias = field.alias or name
         child = node["properties"][alias]
-        yield f"{path}.{alias}", field, child
+        yield f"{path}.{alias}", field, child, alias in node.get("required", [])
         for sub in models_in(field.annotation):
             yield from model_fields(sub, child.get("items", child), f"{path}.{alias}")
 
@@ -157,13 +158,11 @@ def test_every_property_is_described_for_kubectl_explain():
 
 def test_nullable_required_and_maps_follow_the_pydantic_fields():
     for model, name in ((Spec, "spec"), (Status, "status")):
-        for path, field, node in model_fields(model, SCHEMA["properties"][name], f".{name}"):
+        for path, field, node, required in model_fields(model, SCHEMA["properties"][name], name):
             accepts_none = type(None) in get_args(field.annotation)
             # Enums excepted: the API server refuses null for them even when nullable.
             assert node.get("nullable", False) is (accepts_none and "enum" not in node), path
-            parent_required = SCHEMA["properties"][name].get("required", [])
-            if path.count(".") == 2:
-                assert (path.rsplit(".", 1)[1] in parent_required) is field.is_required(), path
+            assert required is field.is_required(), path
             if accepts_none and field.default is None:
                 assert "default" not in node, f"{path}: unset must stay unset (strategy default)"
     latest = SCHEMA["properties"]["status"]["properties"]["latestMetrics"]
@@ -426,6 +425,12 @@ def test_renderer_is_generic_over_optional_and_refuses_what_kubernetes_cannot_ex
 
     with pytest.raises(ValueError, match=r"Untyped\.extra: a map of untyped values"):
         model_schema(Untyped)
+
+    class Open(BaseModel, extra="allow"):
+        known: int = Field(default=1, description="Known.")
+
+    with pytest.raises(ValueError, match=r"Open: a model that keeps unknown fields"):
+        model_schema(Open)
 
     class Unknown(BaseModel):
         anything: Any = Field(description="Anything.")
