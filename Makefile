@@ -1,5 +1,6 @@
 # `make demo`: set up and train on a generated sample (no cluster, no bucket, no internet).
 # `make test`: set up and run lint and every test (what CI runs).
+# `make crds`: regenerate crds/ from ict_api (a test fails when the committed file drifts).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORK := .work
@@ -10,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[trainer,operator,dev]"
 	touch $@
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench crds
 setup: $(VENV)/.installed
 
 $(WORK)/sample: | $(VENV)/.installed
@@ -20,6 +21,11 @@ demo: setup $(WORK)/sample
 	$(VENV)/bin/ict train --data $(WORK)/sample --strategy scratch --epochs 15 \
 		--image-size 64 --output ict-output/sample --overwrite
 	$(VENV)/bin/ict predict ict-output/sample/model.keras $(WORK)/sample/validation/circles/circles.0.jpg
+
+CRD_FILE := crds/imageclassifiertrainings.littledata.dev.yaml
+crds: setup
+	$(VENV)/bin/ict crd > $(CRD_FILE).tmp
+	mv $(CRD_FILE).tmp $(CRD_FILE)
 
 lint: setup
 	$(VENV)/bin/ruff check .
