@@ -1,7 +1,8 @@
 """Kubernetes protobuf request bodies, decoded for the few kinds Go clients send that way.
 
 kubectl's typed commands (`create secret`, `create configmap`, `create namespace`) and helm's
-release storage (Secrets) send `application/vnd.kubernetes.protobuf`. A body is the magic
+release storage (Secrets, and DeleteOptions when it purges them) send
+`application/vnd.kubernetes.protobuf`. A body is the magic
 `k8s\\0` then a runtime.Unknown {typeMeta=1 {apiVersion=1, kind=2}, raw=2}; `raw` is the typed
 message. Only the fields below are decoded (field numbers from k8s.io/api generated.proto);
 other kinds answer 415. Responses are always JSON, which these clients also accept.
@@ -53,6 +54,12 @@ SCHEMAS: dict[str, dict[int, tuple[str, str]]] = {
     },
     "Namespace": {1: ("metadata", "ObjectMeta"), 2: ("spec", "NamespaceSpec")},
     "NamespaceSpec": {1: ("finalizers", "[string]")},
+    "DeleteOptions": {
+        1: ("gracePeriodSeconds", "int"),
+        3: ("orphanDependents", "bool"),
+        4: ("propagationPolicy", "string"),
+        5: ("dryRun", "[string]"),
+    },
 }
 
 
@@ -127,7 +134,7 @@ def decode_object(body: bytes) -> dict:
     unknown = decode("Unknown", body[len(MAGIC) :])
     type_meta = unknown.get("typeMeta", {})
     kind = type_meta.get("kind", "")
-    if kind not in ("Secret", "ConfigMap", "Namespace"):
+    if kind not in ("Secret", "ConfigMap", "Namespace", "DeleteOptions"):
         raise ValueError(f"protobuf bodies of kind {kind!r} are not decoded; send JSON")
     obj = decode(kind, unknown.get("raw", b""))
     return {"apiVersion": type_meta.get("apiVersion", "v1"), "kind": kind, **obj}

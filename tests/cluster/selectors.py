@@ -83,4 +83,3 @@ def field_matcher(selector: str | None) -> Matcher:
         path, op, value = match.groups()
         terms.append((path, op == "!=", value))
     return lambda obj: all((field_value(obj, p) == v) != neg for p, neg, v in terms)
-
