@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ict_api.defaults import resolve_defaults
 from ict_api.spec import ImageClassifierTrainingSpec
 from ict_trainer import report
 from ict_trainer.augment import build_augmenter
@@ -16,7 +17,6 @@ from ict_trainer.errors import DataError, IctError, ModelError
 from ict_trainer.pipeline import load_image
 from ict_trainer.progress import Reporter
 from ict_trainer.sources import DataSource
-from ict_trainer.train import image_size_of
 
 
 def class_names_for(model_path: Path, num_outputs: int) -> list[str]:
@@ -76,7 +76,7 @@ def write_preview(
 ) -> Path:
     """One row per training image: the original, then `variants` augmented copies."""
     dataset = DataSource(spec, Reporter(json_lines=False)).fetch()
-    size = image_size_of(spec)
+    size = resolve_defaults(spec).model.image_size
     augmenter = build_augmenter(spec.augmentation, spec.training.seed)
     # Take images round-robin over classes so that every class shows up.
     by_class = [[s for s in dataset.train if s.label == k] for k in range(len(dataset.class_names))]
