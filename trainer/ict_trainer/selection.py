@@ -9,6 +9,7 @@ the epoch whose weights are in model.keras.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import keras
@@ -31,14 +32,19 @@ class Saved:
 
 
 def better(a: float, b: float, monitor: Monitor) -> bool:
-    """Whether a is strictly better than b on the monitored metric."""
+    """Whether a is strictly better than b on the monitored metric; NaN (a diverged stage)
+    is worse than any number."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(b) and not math.isnan(a)
     return a < b if LOWER_IS_BETTER[monitor] else a > b
 
 
 def best_index(values: list[float], monitor: Monitor) -> int:
     """The first epoch (0-based) with the best value, as Keras' EarlyStopping picks it."""
     array = np.asarray(values, dtype=float)
-    return int(np.argmin(array) if LOWER_IS_BETTER[monitor] else np.argmax(array))
+    if np.isnan(array).all():
+        return 0
+    return int(np.nanargmin(array) if LOWER_IS_BETTER[monitor] else np.nanargmax(array))
 
 
 def stopping_callback(stopping: EarlyStoppingSpec) -> keras.callbacks.EarlyStopping | None:
@@ -77,7 +83,11 @@ def stage_choice(
 def epoch_record(history: dict[str, list[float]], stages: list[tuple[str, int]], run_epoch: int):
     """{epoch, stage, stageEpoch, metric: value...} of one run epoch (counted from 1)."""
     stage, first = next((s, f) for s, f in reversed(stages) if f <= run_epoch)
-    metrics = {key: values[run_epoch - 1] for key, values in history.items()}
+    # JSON has no NaN: a diverged epoch's metrics are null.
+    metrics = {
+        key: values[run_epoch - 1] if math.isfinite(values[run_epoch - 1]) else None
+        for key, values in history.items()
+    }
     return {"epoch": run_epoch, "stage": stage, "stageEpoch": run_epoch - first + 1, **metrics}
 
 
