@@ -38,6 +38,11 @@ def load_model(path: Path) -> keras.Model:
 
 
 def predict_files(model_path: Path, images: list[Path], classes: list[str] | None = None):
+    # Headers only, before the model loads: a bad file is named at once, whatever its size.
+    for path in images:
+        problem = "it does not exist" if not path.is_file() else check_image(path)
+        if problem:
+            raise DataError(f"cannot classify {str(path)!r}: {problem}. Give image files.")
     model = load_model(model_path)
     size = int(model.input_shape[1])
     outputs = int(model.output_shape[-1])
@@ -47,10 +52,6 @@ def predict_files(model_path: Path, images: list[Path], classes: list[str] | Non
             f"{len(names)} class names {names!r} for a model with {outputs} output(s). Give "
             "one name per class with --classes."
         )
-    for path in images:
-        problem = "no such file" if not path.is_file() else check_image(path)
-        if problem:
-            raise DataError(f"cannot classify {str(path)!r}: {problem}. Give image files.")
     batch = np.stack([load_image(path, size) for path in images])
     probabilities = model.predict(batch, verbose=0)
     if outputs == 1:  # one sigmoid unit: the probability of class 1
