@@ -17,10 +17,11 @@ setup: $(VENV)/.installed
 $(WORK)/sample: | $(VENV)/.installed
 	$(VENV)/bin/ict sample-data $@
 
+# The settings are examples/demo.yaml's; tests/integration/test_demo.py checks that they learn.
 demo: setup $(WORK)/sample
-	$(VENV)/bin/ict train --data $(WORK)/sample --strategy scratch --epochs 15 \
-		--image-size 64 --output ict-output/sample --overwrite
-	$(VENV)/bin/ict predict ict-output/sample/model.keras $(WORK)/sample/validation/circles/circles.0.jpg
+	$(VENV)/bin/ict train -f examples/demo.yaml --overwrite
+	$(VENV)/bin/ict predict ict-output/sample/model.keras \
+		$(WORK)/sample/validation/circles/circles.0.jpg $(WORK)/sample/validation/squares/squares.0.jpg
 
 CRD_FILE := crds/imageclassifiertrainings.littledata.dev.yaml
 crds: setup

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# ../shared beside the repository; ICT_SHARED_DIR points elsewhere (e.g. from a git worktree).
+SHARED = Path(os.environ.get("ICT_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 CATS_DOGS = SHARED / "datasets" / "cats-dogs"
 MOBILENET_V2 = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.h5"
 MOBILENET = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
@@ -63,3 +65,25 @@ def train(capsys, *args: str) -> tuple[int, list[dict], str]:
 
 def events(lines: list[dict], kind: str) -> list[dict]:
     return [line for line in lines if line["event"] == kind]
+
+
+def write_huge_png(path: Path, side: int = 30_000) -> Path:
+    """A valid side x side PNG of well under 1 MB (1-bit black rows compress ~1000:1): decoding
+    it would take gigabytes."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    row = b"\x00" * (1 + (side + 7) // 8)  # filter byte + packed bits
+    packer = zlib.compressobj(9)
+    pixels = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+    return path

@@ -1,6 +1,14 @@
 """ict's API: the ImageClassifierTraining spec and status, shared by operator and trainer."""
 
-from ict_api.load import SpecError, load_document, load_env, load_file, validate_spec
+from ict_api.defaults import STRATEGY_DEFAULTS, defaults_for, resolve_defaults
+from ict_api.load import (
+    SpecError,
+    load_document,
+    load_env,
+    load_file,
+    parse_assignments,
+    validate_spec,
+)
 from ict_api.spec import (
     API_GROUP,
     API_VERSION,
@@ -20,6 +28,7 @@ __all__ = [
     "KIND",
     "PLURAL",
     "SHORT_NAME",
+    "STRATEGY_DEFAULTS",
     "Backbone",
     "Condition",
     "ImageClassifierTraining",
@@ -29,8 +38,11 @@ __all__ = [
     "Reason",
     "SpecError",
     "Strategy",
+    "defaults_for",
     "load_document",
     "load_env",
     "load_file",
+    "parse_assignments",
+    "resolve_defaults",
     "validate_spec",
 ]

@@ -12,6 +12,8 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
+from ict_api.defaults import unset_means
+
 API_GROUP = "littledata.dev"
 API_VERSION = "v1alpha1"
 KIND = "ImageClassifierTraining"
@@ -96,7 +98,9 @@ class DatasetSpec(SpecModel):
             "Local path or s3://bucket/prefix of the images. Either it holds train/<class>/ and "
             "validation/<class>/ folders, or it holds the <class>/ folders directly and "
             "validationSplit carves the validation set out of them. Classes are the sorted "
-            "folder names. Accepted files: .jpg, .jpeg, .png, .bmp, .gif (first frame)."
+            "folder names; folders that archivers and systems leave (__MACOSX, hidden ones) are "
+            "never classes. Images are recognised by content, whatever their names: JPEG, PNG, "
+            "BMP, GIF (first frame), WebP; other files are ignored and counted."
         ),
     )
     validation_split: float | None = Field(
@@ -185,20 +189,22 @@ class ModelSpec(SpecModel):
         default=None,
         ge=32,
         le=1024,
+        description="Side of the square input in pixels. " + unset_means("model.imageSize"),
+    )
+    pooling: Pooling | None = Field(
+        default=None,
         description=(
-            "Side of the square input in pixels. Unset: 150 for scratch, the backbone's native "
-            "size otherwise (224 for most)."
+            "How the last feature maps (the scratch convnet's or the backbone's) become one "
+            "vector: avg (global average, small and robust), max, or flatten (the blog's; "
+            "large features). " + unset_means("model.pooling")
         ),
     )
-    pooling: Pooling = Field(
-        default=Pooling.AVG,
-        description=(
-            "How the backbone's feature maps become one vector: avg (global average, small and "
-            "robust), max, or flatten (the blog's choice; large features)."
-        ),
-    )
-    dense_units: int = Field(
-        default=256, ge=0, le=8192, description="Hidden units of the classifier head; 0: none."
+    dense_units: int | None = Field(
+        default=None,
+        ge=0,
+        le=8192,
+        description="Hidden units of the classifier head; 0: none. "
+        + unset_means("model.denseUnits"),
     )
     dropout: float = Field(
         default=0.5, ge=0.0, lt=1.0, description="Dropout before the output layer."
@@ -220,12 +226,31 @@ class ModelSpec(SpecModel):
 
 
 class EarlyStoppingSpec(SpecModel):
-    monitor: Monitor = Field(default=Monitor.VAL_LOSS, description="Metric watched.")
+    enabled: bool = Field(
+        default=True, description="Stop a stage when the monitored metric stops improving."
+    )
+    monitor: Monitor = Field(
+        default=Monitor.VAL_LOSS,
+        description=(
+            "Validation metric that chooses the best epoch (reported as best in metrics.json), "
+            "and by which a fine-tuned model must beat the head it started from to be kept."
+        ),
+    )
     patience: int = Field(
-        default=10, ge=1, le=1000, description="Epochs without improvement before stopping."
+        default=10,
+        ge=1,
+        le=1000,
+        description=(
+            "Epochs without improvement before a stage stops; large enough that a slow start "
+            "is not cut short."
+        ),
     )
     restore_best_weights: bool = Field(
-        default=True, description="Keep the weights of the best epoch rather than the last."
+        default=True,
+        description=(
+            "End each stage with the weights of its best epoch rather than its last, whether "
+            "it stopped early or ran all its epochs."
+        ),
     )
 
 
@@ -234,7 +259,10 @@ class TrainingSpec(SpecModel):
         default=50,
         ge=1,
         le=10000,
-        description="Epochs of the scratch model, or of the head for bottleneck and finetune.",
+        description=(
+            "Epochs of the scratch model, or of the head for bottleneck and finetune, at most: "
+            "early stopping may end the stage sooner."
+        ),
     )
     batch_size: int = Field(default=32, ge=1, le=4096, description="Images per step.")
     optimizer: Optimizer = Field(default=Optimizer.RMSPROP, description="Optimizer.")
@@ -246,7 +274,11 @@ class TrainingSpec(SpecModel):
         default=1337, ge=0, le=2**31 - 1, description="Seed of shuffling, splits and weights."
     )
     early_stopping: EarlyStoppingSpec | None = Field(
-        default=None, description="Stop when the monitored metric stops improving; unset: off."
+        default=None,
+        description=(
+            "Early stopping and best-epoch selection of each stage (scratch's, the head's, the "
+            "fine-tune's) on the validation split. " + unset_means("training.earlyStopping")
+        ),
     )
     mixed_precision: MixedPrecision = Field(
         default=MixedPrecision.AUTO,
@@ -296,8 +328,9 @@ class AugmentationSpec(SpecModel):
         default=None,
         gt=0.0,
         description=(
-            "Factor applied to raw pixels by the scratch model (default 1/255). Pretrained "
-            "backbones use their own preprocessing, so it must stay unset for them."
+            "Factor applied to raw pixels by the scratch model. Pretrained backbones use their "
+            "own preprocessing, so it must stay unset for them. "
+            + unset_means("augmentation.rescale")
         ),
     )
 
@@ -315,7 +348,16 @@ class FineTuneSpec(SpecModel):
             "Layer-name prefixes to unfreeze instead of blocks, e.g. [block5_, block4_conv3]."
         ),
     )
-    epochs: int = Field(default=30, ge=1, le=10000, description="Epochs of the fine-tune stage.")
+    epochs: int = Field(
+        default=30,
+        ge=1,
+        le=10000,
+        description=(
+            "Epochs of the fine-tune stage, at most (training.earlyStopping applies). A stage "
+            "that ends worse than the head it started from, on earlyStopping.monitor, is "
+            "discarded and the head is published."
+        ),
+    )
     optimizer: Optimizer = Field(default=Optimizer.SGD, description="Optimizer of the stage.")
     learning_rate: float = Field(
         default=1e-4, gt=0.0, le=1.0, description="Learning rate; keep it small."

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from ict_trainer.cli import main
-from tests.helpers import MOBILENET, MOBILENET_V2, image_tree, write_image
+from tests.helpers import MOBILENET, MOBILENET_V2, image_tree, write_huge_png, write_image
 
 GOOD = {"train/cats": 4, "train/dogs": 4, "validation/cats": 2, "validation/dogs": 2}
 
@@ -224,3 +224,38 @@ def test_unknown_finetune_layers_are_refused_before_any_training(tmp_path, capsy
     )
     assert_refused(code, out, err, "no trainable layer matches", "Layer names start with")
     assert '"event": "epoch"' not in out and '"event": "features"' not in out
+
+
+def test_input_the_way_people_have_it(tmp_path, capsys, caplog):
+    """Odd but usable input trains: files judged by content, leftovers ignored, bombs skipped."""
+    data = image_tree(tmp_path / "data", GOOD)
+    write_image(data / "train" / "cats" / "saved-as-png.jpg", seed=5, fmt="PNG")
+    write_image(data / "train" / "dogs" / "photo.webp", seed=6, fmt="WEBP")
+    write_image(data / "train" / "dogs" / "IMG_0001", seed=7, fmt="JPEG")
+    write_image(data / "__MACOSX" / "train" / "cats" / "._img0.jpg", seed=8)
+    (data / "train" / "cats" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (data / "train" / "cats" / "notes.txt").write_text("a cat")
+    huge = write_huge_png(data / "validation" / "cats" / "huge.png")
+    code, _, err = run_train(capsys, data, tmp_path / "out", "--strategy", "scratch")
+    assert code == 0, err
+    metrics = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert metrics["counts"]["train"] == {"cats": 5, "dogs": 6}
+    assert metrics["skippedFiles"] == [
+        {"path": str(huge), "reason": metrics["skippedFiles"][0]["reason"]}
+    ]
+    assert "too large to decode safely" in metrics["skippedFiles"][0]["reason"]
+    assert metrics["ignoredFiles"] == {".txt": 1}
+    assert f"skipping {huge}: image too large" in caplog.text
+
+
+def test_set_with_a_bad_path_or_value_exits_2_naming_the_field(tmp_path, capsys):
+    data = image_tree(tmp_path / "data", GOOD)
+    for assignment, fragment in [
+        ("model.alpah=0.35", "spec.model.alpah: unknown field; allowed fields here: alpha"),
+        ("training.epochs=many", "spec.training.epochs: got 'many'"),
+    ]:
+        code, out, err = run_train(
+            capsys, data, tmp_path / "out", "--strategy", "scratch", "--set", assignment
+        )
+        assert_refused(code, out, err, fragment)
+    assert not (tmp_path / "out").exists()

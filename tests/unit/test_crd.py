@@ -111,6 +111,22 @@ def apply_defaults(value: Any, schema: dict) -> Any:
     return value
 
 
+def pruned(value: Any, schema: dict) -> Any:
+    """What the API server keeps: a null where the schema is not nullable is dropped."""
+    if isinstance(value, dict):
+        kept = {}
+        for name, child in value.items():
+            sub = schema.get("properties", {}).get(name, schema.get("additionalProperties"))
+            sub = sub if isinstance(sub, dict) else {}
+            if child is None and not sub.get("nullable"):
+                continue
+            kept[name] = pruned(child, sub)
+        return kept
+    if isinstance(value, list) and "items" in schema:
+        return [pruned(item, schema["items"]) for item in value]
+    return value
+
+
 def without_nulls(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: without_nulls(v) for k, v in value.items() if v is not None}
@@ -326,7 +342,7 @@ def test_pydantic_dumps_validate_against_the_crd(spec):
     """What the operator writes back (every field, nulls included) passes the API server."""
     dumped = Spec.model_validate(spec).model_dump(mode="json", by_alias=True)
     document = {**MANIFEST, "spec": dumped, "status": full_status()}
-    assert schema_errors(document, strict=True) == []
+    assert schema_errors(pruned(document, SCHEMA), strict=True) == []
 
 
 INVALID = [

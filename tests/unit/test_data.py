@@ -2,9 +2,9 @@
 
 import pytest
 
-from ict_trainer.data import Sample, check_image, load_dataset, stratified_split
+from ict_trainer.data import Sample, check_image, load_dataset, plan_dataset, stratified_split
 from ict_trainer.errors import DataError
-from tests.helpers import image_tree, write_image
+from tests.helpers import image_tree, write_huge_png, write_image
 
 
 def test_train_validation_layout(tmp_path):
@@ -114,3 +114,57 @@ def test_accepted_formats(tmp_path, fmt):
 def test_unsupported_format_is_named(tmp_path):
     path = write_image(tmp_path / "x.png", fmt="TIFF")
     assert check_image(path) == "TIFF images are not supported"
+
+
+def test_files_are_recognised_by_content_not_name(tmp_path):
+    image_tree(tmp_path, {"a": 3, "b": 3})
+    write_image(tmp_path / "a" / "really-a-png.jpg", fmt="PNG")
+    write_image(tmp_path / "b" / "no-extension", fmt="JPEG")
+    write_image(tmp_path / "b" / "photo.webp", fmt="WEBP")
+    dataset = load_dataset(tmp_path, 0.3, seed=0)
+    assert dataset.skipped == []
+    names = {s.path.name for s in dataset.train + dataset.validation}
+    assert {"really-a-png.jpg", "no-extension", "photo.webp"} <= names
+    assert check_image(tmp_path / "a" / "really-a-png.jpg") is None
+
+
+def test_leftover_and_hidden_folders_are_never_classes(tmp_path):
+    image_tree(tmp_path, {"cats": 3, "dogs": 3})
+    write_image(tmp_path / "__MACOSX" / "cats" / "._img0.jpg")
+    write_image(tmp_path / ".thumbnails" / "img.jpg")
+    write_image(tmp_path / "cats" / ".hidden.jpg")
+    dataset = load_dataset(tmp_path, 0.3, seed=0)
+    assert dataset.class_names == ["cats", "dogs"]
+    assert sum(sum(c.values()) for c in dataset.counts().values()) == 6
+    # The same rule for a bucket's listing.
+    keys = ["__MACOSX/dogs/._a.jpg", "cats/a.jpg", "dogs/b.jpg", "cats/c.jpg", "dogs/d.jpg"]
+    assert plan_dataset(keys, tmp_path, 0.5, 0, "s3://b/x").class_names == ["cats", "dogs"]
+
+
+def test_files_of_no_image_type_are_counted_by_extension_in_one_warning(tmp_path, caplog):
+    image_tree(tmp_path, {"a": 3, "b": 3})
+    (tmp_path / "a" / "README.txt").write_text("about cats")
+    (tmp_path / "b" / "notes.txt").write_text("")
+    (tmp_path / "b" / "Thumbs.db").write_bytes(b"\x01\x02")
+    write_image(tmp_path / "a" / "scan.tif", fmt="TIFF")
+    dataset = load_dataset(tmp_path, 0.3, seed=0)
+    assert dataset.ignored == {".db": 1, ".tif": 1, ".txt": 2}
+    assert dataset.skipped == []
+    warnings = [r.getMessage() for r in caplog.records if "ignored" in r.getMessage()]
+    assert warnings == [
+        "ignored 4 file(s) that are no images ict reads (.db 1, .tif 1, .txt 2); images are "
+        "recognised by content: JPEG, PNG, BMP, GIF, WebP"
+    ]
+
+
+def test_an_image_too_large_to_decode_is_skipped_and_named(tmp_path):
+    image_tree(tmp_path, {"a": 3, "b": 3})
+    huge = write_huge_png(tmp_path / "a" / "huge.png")
+    assert huge.stat().st_size < 1_000_000
+    dataset = load_dataset(tmp_path, 0.3, seed=0)
+    ((path, reason),) = dataset.skipped
+    assert path == huge
+    assert reason == (
+        "image too large to decode safely (900 megapixels; the limit is 89 megapixels). "
+        "Downscale it."
+    )

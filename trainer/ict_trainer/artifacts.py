@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from ict_api.spec import ImageClassifierTrainingSpec, Strategy
-from ict_trainer import __version__, evaluation, report
+from ict_trainer import __version__, evaluation, report, selection
 from ict_trainer.data import Dataset
 from ict_trainer.errors import OutputError
 from ict_trainer.storage import is_s3
@@ -84,16 +84,6 @@ def versions() -> dict[str, str]:
     }
 
 
-def best_epoch(history: dict[str, list[float]]) -> dict:
-    if not history.get("val_loss"):
-        return {}
-    index = int(np.argmin(history["val_loss"]))
-    best = {key: values[index] for key, values in history.items() if key.startswith("val_")}
-    if "val_accuracy" in history:
-        best["best_val_accuracy"] = max(history["val_accuracy"])
-    return {"epoch": index + 1, **best}
-
-
 def run_metrics(
     name: str,
     spec: ImageClassifierTrainingSpec,
@@ -114,10 +104,16 @@ def run_metrics(
         "layout": dataset.layout,
         "validationSplit": dataset.validation_split,
         "skippedFiles": [{"path": str(p), "reason": why} for p, why in dataset.skipped],
+        "ignoredFiles": dataset.ignored,
         "history": history,
         "stages": [{"stage": stage, "firstEpoch": first} for stage, first in result.stage_starts],
-        "final": {key: values[-1] for key, values in history.items()},
-        "best": best_epoch(history),
+        **selection.selection_metrics(
+            history,
+            result.stage_starts,
+            spec.training.early_stopping,
+            result.saved,
+            result.kept_head,
+        ),
         "durations": result.durations,
         "cacheHit": result.cache_hit,
         "unfrozenLayers": result.unfrozen_layers,

@@ -12,10 +12,12 @@ from pathlib import Path
 
 from ict_api import SpecError, load_document, load_env, load_file
 from ict_api.spec import Backbone, Strategy
+from ict_trainer import console
 from ict_trainer.errors import IctError
 from ict_trainer.termination import write_termination_message
 
 log = logging.getLogger("ict")
+TENSORFLOW_COMMANDS = ("train", "predict", "preview")
 
 # Flag -> dotted spec path it overrides.
 TRAIN_OVERRIDES = {
@@ -37,13 +39,26 @@ def _spec_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, help="input side in pixels")
     parser.add_argument("--backbone", choices=[b.value for b in Backbone])
     parser.add_argument("--weights", help="imagenet, none, or a weights file path/URI")
+    parser.add_argument(
+        "--set",
+        dest="assignments",
+        action="append",
+        default=[],
+        metavar="PATH=VALUE",
+        help=(
+            "set any spec field, e.g. --set model.alpha=0.35 --set fineTune.layers=a,b "
+            "(repeatable; applied after the file and the other flags)"
+        ),
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ict", description="Train image classifiers from very little data."
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, the libraries' logs included"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a classifier as a spec says")
@@ -118,12 +133,14 @@ def load_spec(args: argparse.Namespace):
         if getattr(args, flag, None) is not None
     }
     if getattr(args, "spec_env", None):
-        return load_env(args.spec_env, overrides)
+        return load_env(args.spec_env, overrides, args.assignments)
     if args.file:
-        return load_file(args.file, overrides)
-    if "dataset.uri" not in overrides:
+        return load_file(args.file, overrides, args.assignments)
+    if "dataset.uri" not in overrides and not any(
+        a.startswith(("dataset.uri=", "dataset=")) for a in args.assignments
+    ):
         raise SpecError("no spec: give -f FILE.yaml, or --data FOLDER (with other flags).")
-    return load_document({}, overrides)
+    return load_document({}, overrides, args.assignments)
 
 
 def exit_on_sigterm(reporter, output_uri: str):
@@ -218,13 +235,8 @@ def cmd_crd(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TensorFlow is imported
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="ict: %(message)s",
-        stream=sys.stderr,
-    )
+    console.configure(args.verbose, needs_tensorflow=args.command in TENSORFLOW_COMMANDS)
     try:
         return args.handler(args)
     except (SpecError, IctError) as exc:

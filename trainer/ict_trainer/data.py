@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import random
+import re
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
@@ -14,10 +17,19 @@ from ict_trainer.errors import DataError
 
 log = logging.getLogger(__name__)
 
-# What tf.io.decode_image reads (gif: first frame). Other suffixes are ignored, not errors:
-# class folders often carry a Thumbs.db or a README.
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif"})
-PIL_FORMATS = frozenset({"JPEG", "PNG", "BMP", "GIF", "MPO"})
+# Files are recognised by content (a PNG named .jpg is a PNG). Names matter only for a bucket
+# listed before its files are downloaded, and to tell a broken image (skipped and named) from
+# a file that is no image at all (ignored and counted): class folders often carry a Thumbs.db
+# or a README.
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp"})
+# What tf.io.decode_image reads (GIF: first frame; WebP since TensorFlow 2.18).
+PIL_FORMATS = frozenset({"JPEG", "PNG", "BMP", "GIF", "MPO", "WEBP"})
+# Folders that archivers and systems leave beside the real ones; never classes. Hidden
+# folders (.git, .ipynb_checkpoints...) and hidden files are left out as well.
+LEFTOVER_FOLDERS = frozenset({"__MACOSX", "@eaDir", "$RECYCLE.BIN", "System Volume Information"})
+# Larger images are skipped unread: decoding one takes gigabytes (30,000 x 30,000 pixels fit
+# in a PNG of under 1 MB). Pillow's own decompression-bomb threshold, about 89 megapixels.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 DEFAULT_VALIDATION_SPLIT = 0.2
 SPLITS = ("train", "validation")
 
@@ -39,6 +51,7 @@ class Dataset:
     layout: str  # "folders" (train/ + validation/) or "split"
     validation_split: float | None = None
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    ignored: dict[str, int] = field(default_factory=dict)  # extension -> files of no image type
 
     def counts(self) -> dict[str, dict[str, int]]:
         counts = {}
@@ -62,9 +75,14 @@ def load_dataset(root: Path, validation_split: float | None, seed: int) -> Datas
     keys = [
         path.relative_to(root).as_posix() + ("/" if path.is_dir() else "")
         for path in root.rglob("*")
-        if not any(part.startswith(".") for part in path.relative_to(root).parts)
     ]
     return plan_dataset(keys, root, validation_split, seed, str(root), check=check_image)
+
+
+def is_leftover(key: str) -> bool:
+    """Whether a relative name lies in (or is) a hidden or archiver-made file or folder."""
+    parts = PurePosixPath(key).parts
+    return any(part.startswith(".") or part in LEFTOVER_FOLDERS for part in parts)
 
 
 def plan_dataset(
@@ -82,10 +100,14 @@ def plan_dataset(
     before the split) drops the files that are not usable images.
     """
     skipped: list[tuple[Path, str]] = []
+    ignored: Counter[str] = Counter()
+    keys = [key for key in keys if not is_leftover(key)]
     if any(key.split("/", 1)[0] == "train" and "/" in key.rstrip("/") for key in keys):
-        return _plan_folders(keys, root, validation_split, where, check, skipped)
+        dataset = _plan_folders(keys, root, validation_split, where, check, skipped, ignored)
+        _warn_ignored(dataset, ignored)
+        return dataset
     classes = _classes(keys, "", where)
-    samples = _samples(keys, root, "", classes, where, check, skipped)
+    samples = _samples(keys, root, "", classes, where, check, skipped, ignored)
     fraction = validation_split or DEFAULT_VALIDATION_SPLIT
     train, validation = stratified_split(samples, len(classes), fraction, seed)
     for label, name in enumerate(classes):
@@ -94,10 +116,24 @@ def plan_dataset(
                 f"class {name!r} has too few images for validationSplit {fraction!r}: "
                 "no validation image is left. Add images or raise validationSplit."
             )
-    return Dataset(root, classes, train, validation, "split", fraction, skipped)
+    dataset = Dataset(root, classes, train, validation, "split", fraction, skipped)
+    _warn_ignored(dataset, ignored)
+    return dataset
 
 
-def _plan_folders(keys, root, validation_split, where, check, skipped) -> Dataset:
+def _warn_ignored(dataset: Dataset, ignored: Counter[str]) -> None:
+    """One warning for every file ignored for its type, counted by extension."""
+    dataset.ignored = dict(sorted(ignored.items()))
+    if ignored:
+        log.warning(
+            "ignored %d file(s) that are no images ict reads (%s); images are recognised by "
+            "content: JPEG, PNG, BMP, GIF, WebP",
+            sum(ignored.values()),
+            ", ".join(f"{suffix} {count}" for suffix, count in dataset.ignored.items()),
+        )
+
+
+def _plan_folders(keys, root, validation_split, where, check, skipped, ignored) -> Dataset:
     if validation_split is not None:
         raise DataError(
             f"dataset {where!r} has a train/ folder and validationSplit is "
@@ -119,8 +155,8 @@ def _plan_folders(keys, root, validation_split, where, check, skipped) -> Datase
             f"{only_train}, only in validation: {only_val}. Give both splits the same class "
             "folders."
         )
-    train = _samples(keys, root, "train/", train_classes, where, check, skipped)
-    validation = _samples(keys, root, "validation/", train_classes, where, check, skipped)
+    train = _samples(keys, root, "train/", train_classes, where, check, skipped, ignored)
+    validation = _samples(keys, root, "validation/", train_classes, where, check, skipped, ignored)
     return Dataset(root, train_classes, train, validation, "folders", skipped=skipped)
 
 
@@ -165,50 +201,78 @@ def _classes(keys: list[str], prefix: str, where: str) -> list[str]:
     return classes
 
 
-def _samples(keys, root: Path, prefix: str, classes: list[str], where: str, check, skipped):
+def _samples(keys, root: Path, prefix: str, classes, where: str, check, skipped, ignored):
+    """The usable images of each class folder. With `check` (the files are at hand) every
+    file is judged by its content; without it (a bucket's listing) by its name."""
     samples = []
     for label, name in enumerate(classes):
         inside = f"{prefix}{name}/"
-        images = sorted(
-            key
-            for key in keys
-            if key.startswith(inside) and Path(key).suffix.lower() in IMAGE_SUFFIXES
-        )
-        good = []
-        for key in images:
+        files = sorted(key for key in keys if key.startswith(inside) and not key.endswith("/"))
+        good, bad = [], 0
+        for key in files:
             problem = check(root / key) if check else None
-            if problem:
+            if check is None and _suffix(key) not in IMAGE_SUFFIXES:
+                problem = NotAnImage("not an image file name")
+            if isinstance(problem, NotAnImage):
+                ignored[_suffix(key) or "(no extension)"] += 1
+            elif problem:
                 log.warning("skipping %s: %s", root / key, problem)
                 skipped.append((root / key, problem))
+                bad += 1
             else:
                 good.append(Sample(root / key, label))
         if not good:
             raise DataError(
                 f"class {name!r} has no usable images in {where.rstrip('/') + '/' + inside!r} "
-                f"({len(images)} file(s) skipped as unreadable; accepted: "
-                f"{', '.join(sorted(IMAGE_SUFFIXES))}). Add images or remove the folder."
+                f"({bad} file(s) skipped as unreadable, {len(files) - bad} of no image type; "
+                "accepted by content: JPEG, PNG, BMP, GIF, WebP). Add images or remove the "
+                "folder."
             )
         samples.extend(good)
     return samples
 
 
+def _suffix(key: str) -> str:
+    return PurePosixPath(key).suffix.lower()
+
+
+class NotAnImage(str):
+    """Why a file is ignored rather than skipped: it is no image of a type ict reads (and its
+    name does not claim one), so it is counted, not named."""
+
+
 def check_image(path: Path) -> str | None:
-    """Why path cannot be used as an image, or None. Cheap: no full decode."""
+    """Why path cannot be used as an image, or None. By content, cheaply: headers only (no
+    pixel is decoded, so memory stays small whatever the image claims to be)."""
+    claims_image = path.suffix.lower() in IMAGE_SUFFIXES
     try:
-        size = path.stat().st_size
-        if size == 0:
-            return "empty file (0 bytes)"
-        with Image.open(path) as image:
-            if image.format not in PIL_FORMATS:
-                return f"{image.format} images are not supported"
-            image.verify()
-        if path.suffix.lower() in {".jpg", ".jpeg"} and not _jpeg_is_complete(path):
+        if path.stat().st_size == 0:
+            return "empty file (0 bytes)" if claims_image else NotAnImage("empty file")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                kind = image.format
+                if kind not in PIL_FORMATS:
+                    return NotAnImage(f"{kind} images are not supported")
+                image.verify()
+        if kind in ("JPEG", "MPO") and not _jpeg_is_complete(path):
             return "truncated JPEG (no end-of-image marker)"
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return _too_large(exc)
     except UnidentifiedImageError:
-        return "not an image"
+        return "not an image" if claims_image else NotAnImage("not an image")
     except (OSError, SyntaxError, ValueError) as exc:
         return f"corrupt image ({exc})"
     return None
+
+
+def _too_large(exc: Exception) -> str:
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1)) / 1e6:,.0f} megapixels" if found else "too many pixels"
+    return (
+        f"image too large to decode safely ({size}; the limit is {MAX_PIXELS / 1e6:.0f} "
+        "megapixels). Downscale it."
+    )
 
 
 def _jpeg_is_complete(path: Path) -> bool:

@@ -8,6 +8,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from ict_api.defaults import resolve_defaults
 from ict_api.spec import ImageClassifierTrainingSpec
 from ict_trainer import report
 from ict_trainer.augment import build_augmenter
@@ -16,7 +17,6 @@ from ict_trainer.errors import DataError, IctError, ModelError
 from ict_trainer.pipeline import load_image
 from ict_trainer.progress import Reporter
 from ict_trainer.sources import DataSource
-from ict_trainer.train import image_size_of
 
 
 def class_names_for(model_path: Path, num_outputs: int) -> list[str]:
@@ -38,6 +38,11 @@ def load_model(path: Path) -> keras.Model:
 
 
 def predict_files(model_path: Path, images: list[Path], classes: list[str] | None = None):
+    # Headers only, before the model loads: a bad file is named at once, whatever its size.
+    for path in images:
+        problem = "it does not exist" if not path.is_file() else check_image(path)
+        if problem:
+            raise DataError(f"cannot classify {str(path)!r}: {problem}. Give image files.")
     model = load_model(model_path)
     size = int(model.input_shape[1])
     outputs = int(model.output_shape[-1])
@@ -47,10 +52,6 @@ def predict_files(model_path: Path, images: list[Path], classes: list[str] | Non
             f"{len(names)} class names {names!r} for a model with {outputs} output(s). Give "
             "one name per class with --classes."
         )
-    for path in images:
-        problem = "no such file" if not path.is_file() else check_image(path)
-        if problem:
-            raise DataError(f"cannot classify {str(path)!r}: {problem}. Give image files.")
     batch = np.stack([load_image(path, size) for path in images])
     probabilities = model.predict(batch, verbose=0)
     if outputs == 1:  # one sigmoid unit: the probability of class 1
@@ -76,7 +77,7 @@ def write_preview(
 ) -> Path:
     """One row per training image: the original, then `variants` augmented copies."""
     dataset = DataSource(spec, Reporter(json_lines=False)).fetch()
-    size = image_size_of(spec)
+    size = resolve_defaults(spec).model.image_size
     augmenter = build_augmenter(spec.augmentation, spec.training.seed)
     # Take images round-robin over classes so that every class shows up.
     by_class = [[s for s in dataset.train if s.label == k] for k in range(len(dataset.class_names))]

@@ -37,9 +37,27 @@ class Reporter:
             record = {"event": event, **fields}
             self.stream.write(json.dumps(record, default=str, allow_nan=False) + "\n")
             self.stream.flush()
+        elif event == "summary":
+            log.info("%s", summary_line(fields))
         elif event != "epoch":  # Keras' bar already shows epochs
             details = ", ".join(f"{k}={v}" for k, v in fields.items() if k != "spec")
             log.info("%s: %s", event, details)
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The summary for people: what was saved, and how it compares with the last and best."""
+    saved, final, best = summary["saved"], summary["final"], summary.get("best") or {}
+    accuracy = summary["accuracy"]
+    text = (
+        f"{summary['status']} in {summary['seconds']:.0f} s: validation accuracy "
+        f"{accuracy:.3f} with the weights of epoch {saved['epoch']} ({saved['why']}); "
+        f"last epoch {final['epoch']}"
+    )
+    if "val_accuracy" in final:
+        text += f" had {final['val_accuracy']:.3f}"
+    if best:
+        text += f"; best by {best['monitor']}: epoch {best['epoch']}"
+    return f"{text}. Model: {summary['artifacts']['model.keras']}"
 
 
 def clean_metrics(logs: dict[str, Any] | None) -> dict[str, float]:

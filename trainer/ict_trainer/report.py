@@ -320,17 +320,23 @@ figure{margin:1rem 0}figure img{max-width:100%;border:1px solid #d8dde3;backgrou
 
 
 def _headline(metrics: Mapping) -> str:
+    """Saved, last and best epochs side by side, each labelled with its epoch."""
     final = metrics.get("final") or {}
     best = metrics.get("best") or {}
-    epoch = best.get("epoch")
-    best_label = "best val accuracy" + (f" (epoch {epoch})" if epoch is not None else "")
+    saved = metrics.get("saved") or final
+
+    def label(what: str, record: Mapping, metric: str) -> str:
+        epoch = record.get("epoch")
+        return f"{what} {metric}" + (f" (epoch {epoch})" if epoch is not None else "")
+
+    best_by = f"best by {best['monitor']}" if best.get("monitor") else "best"
     cards = [
-        ("final val accuracy", _percent(final.get("val_accuracy"))),
-        (best_label, _percent(best.get("val_accuracy"))),
-        ("final val loss", _decimal(final.get("val_loss"))),
-        ("best val loss", _decimal(best.get("val_loss"))),
-        ("final train accuracy", _percent(final.get("accuracy"))),
-        ("final train loss", _decimal(final.get("loss"))),
+        (label("saved model's val", saved, "accuracy"), _percent(saved.get("val_accuracy"))),
+        (label("saved model's val", saved, "loss"), _decimal(saved.get("val_loss"))),
+        (label("last epoch's val", final, "accuracy"), _percent(final.get("val_accuracy"))),
+        (label(best_by + ": val", best, "accuracy"), _percent(best.get("val_accuracy"))),
+        (label("last epoch's train", final, "accuracy"), _percent(final.get("accuracy"))),
+        (label("last epoch's train", final, "loss"), _decimal(final.get("loss"))),
     ]
     body = "".join(
         f'<div class="card"><div class="v">{value}</div><div class="l">{_e(label)}</div></div>'

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from pathlib import Path
 
 from ict_api.spec import ImageClassifierTrainingSpec
+from ict_trainer.console import cache_root
 from ict_trainer.data import Dataset, check_image, load_dataset, plan_dataset
 from ict_trainer.errors import DataError, ModelError
 from ict_trainer.features import dataset_fingerprint
@@ -20,10 +20,6 @@ from ict_trainer.progress import Reporter
 from ict_trainer.storage import is_s3, open_store
 
 log = logging.getLogger(__name__)
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("ICT_CACHE_DIR") or Path.home() / ".cache" / "ict")
 
 
 def local_copy_dir(kind: str, uri: str, endpoint: str | None) -> Path:

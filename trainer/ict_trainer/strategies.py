@@ -13,7 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from ict_api.spec import FineTuneSpec, ImageClassifierTrainingSpec, Strategy, TrainingSpec
-from ict_trainer import backbones, models
+from ict_trainer import backbones, models, selection
 from ict_trainer.augment import build_augmenter
 from ict_trainer.checkpoints import Checkpoints, StageBackup
 from ict_trainer.data import Dataset, Sample
@@ -89,6 +89,8 @@ class TrainResult:
     durations: dict[str, float] = field(default_factory=dict)
     cache_hit: bool | None = None
     unfrozen_layers: list[str] = field(default_factory=list)
+    saved: selection.Saved | None = None  # whose weights the model holds
+    kept_head: bool | None = None  # finetune only: the fine-tuned stage was worse and undone
     # (probabilities, true labels, files) of the validation images when the strategy already
     # has them (bottleneck: from cached features); else they are predicted from the images.
     validation: tuple[np.ndarray, np.ndarray, list[Path]] | None = None
@@ -104,23 +106,18 @@ def fit_stage(
 ) -> None:
     """Trains one stage, resuming from or skipping past what checkpoints hold."""
     saved = ctx.checkpoints.stage(stage) if ctx.checkpoints else None
+    stopping = ctx.spec.training.early_stopping
     if saved and saved["complete"]:
         if model.optimizer is not None and not model.optimizer.built:
             model.optimizer.build(model.trainable_variables)
         model.load_weights(ctx.checkpoints.fetch_weights(stage))
         ctx.reporter.emit("resume", stage=stage, epoch=saved["epoch"], complete=True)
-        _record(result, stage, saved["history"])
+        _record(result, stage, saved["history"], stopping)
         return
     callbacks: list[keras.callbacks.Callback] = [EpochReporter(ctx.reporter, stage, epochs)]
-    stopping = ctx.spec.training.early_stopping
-    if stopping:
-        callbacks.append(
-            keras.callbacks.EarlyStopping(
-                monitor=stopping.monitor.value,
-                patience=stopping.patience,
-                restore_best_weights=stopping.restore_best_weights,
-            )
-        )
+    stopper = selection.stopping_callback(stopping)
+    if stopper:
+        callbacks.append(stopper)
     backup = None
     if ctx.checkpoints:
         # First, so that an epoch's progress line is printed once it is safe in checkpoints.
@@ -145,16 +142,27 @@ def fit_stage(
         history = backup.history
     else:
         history = fitted.history
-    _record(result, stage, history, time.monotonic() - started)
+    _record(result, stage, history, stopping, stopper, time.monotonic() - started)
 
 
-def _record(result: TrainResult, stage: str, history: dict, seconds: float | None = None) -> None:
+def _record(
+    result: TrainResult,
+    stage: str,
+    history: dict,
+    stopping,
+    stopper: keras.callbacks.EarlyStopping | None = None,
+    seconds: float | None = None,
+) -> None:
     if seconds is not None:
         result.durations[stage] = round(seconds, 3)
-    result.stage_starts.append((stage, len(result.history.get("loss", [])) + 1))
+    first = len(result.history.get("loss", [])) + 1
+    result.stage_starts.append((stage, first))
+    history = {
+        key: [float(v) for v in values] for key, values in history.items() if key != "learning_rate"
+    }
     for name, values in history.items():
-        if name != "learning_rate":
-            result.history.setdefault(name, []).extend(float(v) for v in values)
+        result.history.setdefault(name, []).extend(values)
+    result.saved = selection.stage_choice(stage, first, history, stopping, stopper)
 
 
 def train_scratch(ctx: RunContext) -> TrainResult:
@@ -168,7 +176,7 @@ def train_scratch(ctx: RunContext) -> TrainResult:
             pooling=spec.model.pooling,
             dense_units=spec.model.dense_units,
             dropout=spec.model.dropout,
-            rescale=spec.augmentation.rescale or 1 / 255,
+            rescale=spec.augmentation.rescale,
         )
         ctx.compile(model, spec.training)
     fit_stage(ctx, result, "train", model, ctx.image_splits, spec.training.epochs)
@@ -283,10 +291,36 @@ def train_finetune(ctx: RunContext) -> TrainResult:
         model = models.build_classifier(extractor, head)
         ctx.compile(model, spec.fine_tune)
     log.info("fine-tuning %d layers: %s", len(result.unfrozen_layers), result.unfrozen_layers)
+    head_saved, head_validation = result.saved, result.validation
+    head_weights = model.get_weights()
     result.validation = None  # the head's predictions no longer describe the model
     fit_stage(ctx, result, "finetune", model, ctx.image_splits, spec.fine_tune.epochs)
     result.model = model
+    keep_head_if_worse(result, head_saved, head_weights, head_validation, spec.training)
     return result
+
+
+def keep_head_if_worse(result: TrainResult, head_saved, head_weights, head_validation, training):
+    """Undoes a fine-tune stage that ended worse than the head it started from."""
+    monitor = training.early_stopping.monitor
+    values = result.history.get(monitor.value)
+    if not values:  # no validation metric: nothing to judge by
+        return
+    head_value = values[head_saved.run_epoch - 1]
+    tuned_value = values[result.saved.run_epoch - 1]
+    result.kept_head = selection.better(head_value, tuned_value, monitor)
+    if result.kept_head:
+        log.warning(
+            "fine-tuning ended worse than the head it started from (%s %.4f, head %.4f): "
+            "publishing the head's model",
+            monitor.value,
+            tuned_value,
+            head_value,
+        )
+        result.model.set_weights(head_weights)
+        result.validation = head_validation
+        why = f"head kept: the fine-tuned model's {monitor.value} was worse"
+        result.saved = selection.Saved("head", head_saved.stage_epoch, head_saved.run_epoch, why)
 
 
 STRATEGIES: dict[Strategy, Callable[[RunContext], TrainResult]] = {

@@ -7,9 +7,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from ict_api.defaults import resolve_defaults
+from ict_api.load import run_name_for
 from ict_api.spec import ImageClassifierTrainingSpec, Strategy
 from ict_trainer import artifacts, runtime
-from ict_trainer.backbones import BACKBONES
 from ict_trainer.checkpoints import Checkpoints
 from ict_trainer.errors import ModelError
 from ict_trainer.features import FeatureCache
@@ -20,16 +21,6 @@ from ict_trainer.strategies import STRATEGIES, RunContext, validation_prediction
 from ict_trainer.termination import write_termination_message
 
 log = logging.getLogger(__name__)
-
-SCRATCH_IMAGE_SIZE = 150
-
-
-def image_size_of(spec: ImageClassifierTrainingSpec) -> int:
-    if spec.model.image_size:
-        return spec.model.image_size
-    if spec.strategy is Strategy.SCRATCH:
-        return SCRATCH_IMAGE_SIZE
-    return BACKBONES[spec.model.backbone].default_size
 
 
 def cache_uri_of(spec: ImageClassifierTrainingSpec) -> str:
@@ -55,12 +46,19 @@ def weights_of(spec: ImageClassifierTrainingSpec) -> str:
 
 
 def run_training(
-    spec: ImageClassifierTrainingSpec, name: str = "local", reporter: Reporter | None = None
+    spec: ImageClassifierTrainingSpec, name: str | None = None, reporter: Reporter | None = None
 ) -> dict:
-    """Trains as the spec says and publishes the artifacts; returns the summary."""
+    """Trains as the spec says and publishes the artifacts; returns the summary.
+
+    The spec's unset fields take their strategy's defaults first: what is trained, digested,
+    cached and written to metrics.json is the resolved spec. A run without a name is named
+    after its output folder.
+    """
+    spec = resolve_defaults(spec)
+    name = name or run_name_for(spec.output.uri)
     reporter = reporter or Reporter()
     started = time.monotonic()
-    image_size = image_size_of(spec)
+    image_size = spec.model.image_size
     reporter.emit("start", name=name, strategy=spec.strategy.value, imageSize=image_size)
     # Everything that can be refused is checked before any training.
     source = DataSource(spec, reporter)
@@ -69,6 +67,7 @@ def run_training(
         classes=source.dataset.class_names,
         counts=source.dataset.counts(),
         skipped=[str(path) for path, _ in source.dataset.skipped],
+        ignored=source.dataset.ignored,
     )
     weights = weights_of(spec)
     output = open_store(spec.output.uri, spec.storage)
@@ -110,6 +109,8 @@ def run_training(
         "status": "succeeded",
         "final": metrics["final"],
         "best": metrics["best"],
+        "saved": metrics["saved"],
+        "keptHead": metrics["selection"].get("keptHead"),
         "accuracy": metrics["evaluation"]["accuracy"],
         "cacheHit": result.cache_hit,
         "seconds": result.durations["total"],

@@ -1,0 +1,89 @@
+"""Defaults that depend on the strategy, and the one function that applies them.
+
+A field listed in STRATEGY_DEFAULTS is `None` in the spec when the user left it unset, which
+means "the strategy's default". `resolve_defaults` replaces every such `None` with the value the
+table gives for the spec's strategy; the trainer, metrics.json, the spec digest and the feature
+cache key all see the resolved spec. The CRD's descriptions of these fields are written from the
+same table (`unset_means`), so `kubectl explain` says what the trainer does.
+
+This module imports nothing from spec.py (spec.py imports it for the descriptions).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, TypeVar
+
+STRATEGIES = ("scratch", "bottleneck", "finetune")
+BACKBONE_IMAGE_SIZE = 224  # native input side of every backbone ict offers
+BLOG_RESCALE = 1 / 255
+
+# Dotted wire path -> strategy -> the value an unset field takes (wire form, as in YAML).
+STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
+    # The blog's convnet at 150 px; the backbones at their native size.
+    "model.imageSize": {
+        "scratch": 150,
+        "bottleneck": BACKBONE_IMAGE_SIZE,
+        "finetune": BACKBONE_IMAGE_SIZE,
+    },
+    # Scratch is the blog's convnet (flatten, dense 64); the head on a backbone's features
+    # pools them (a flattened VGG16 map is 25,088 wide) into a wider dense layer.
+    "model.pooling": {"scratch": "flatten", "bottleneck": "avg", "finetune": "avg"},
+    "model.denseUnits": {"scratch": 64, "bottleneck": 256, "finetune": 256},
+    "augmentation.rescale": {"scratch": BLOG_RESCALE, "bottleneck": None, "finetune": None},
+    # A head on a few hundred feature vectors overfits within a few epochs (best validation
+    # loss at epoch 3-4 of 50 measured), and fine-tuning can make things worse: both stop early
+    # and keep their best epoch. Scratch runs its epochs, as the blog's does.
+    "training.earlyStopping": {
+        "scratch": {"enabled": False},
+        "bottleneck": {"enabled": True},
+        "finetune": {"enabled": True},
+    },
+}
+
+# How a value reads in a description, where its JSON would not say it well.
+_WORDS = {
+    BLOG_RESCALE: "1/255",
+    None: "none (the backbone's own preprocessing)",
+    json.dumps({"enabled": False}): "off",
+    json.dumps({"enabled": True}): "on (the fields' defaults: valLoss, patience, best restored)",
+}
+
+
+def _say(value: Any) -> str:
+    key = json.dumps(value, sort_keys=True) if isinstance(value, dict) else value
+    return _WORDS.get(key, json.dumps(value))
+
+
+def unset_means(path: str) -> str:
+    """'Unset: A for scratch; B for bottleneck and finetune.' for a field of the table."""
+    groups: dict[str, list[str]] = {}
+    for strategy in STRATEGIES:
+        groups.setdefault(_say(STRATEGY_DEFAULTS[path][strategy]), []).append(strategy)
+    parts = [f"{value} for {' and '.join(names)}" for value, names in groups.items()]
+    return f"Unset: {'; '.join(parts)}."
+
+
+def defaults_for(strategy: str) -> dict[str, Any]:
+    """Dotted wire path -> value that an unset field takes under strategy."""
+    return {path: values[strategy] for path, values in STRATEGY_DEFAULTS.items()}
+
+
+Spec = TypeVar("Spec")
+
+
+def resolve_defaults(spec: Spec) -> Spec:
+    """The spec with every field left unset (None) replaced by its strategy's default.
+
+    Explicit values always win. Idempotent: resolving a resolved spec returns an equal one.
+    The result is validated again, so a default can never make a spec invalid unnoticed.
+    """
+    data = spec.model_dump(mode="json", by_alias=True)
+    for path, value in defaults_for(spec.strategy.value).items():
+        *parents, leaf = path.split(".")
+        section = data
+        for key in parents:
+            section = section[key]
+        if section.get(leaf) is None:
+            section[leaf] = value
+    return type(spec).model_validate(data)

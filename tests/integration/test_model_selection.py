@@ -1,0 +1,91 @@
+"""Which weights a run publishes: the best epoch restored by early stopping, and the head when
+fine-tuning makes things worse. Checked on model.keras itself, not only on metrics.json."""
+
+from __future__ import annotations
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from ict_trainer.pipeline import load_image
+from tests.helpers import MOBILENET, MOBILENET_V2, cats_dogs_subset, events, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICT_CACHE_DIR", str(tmp_path / "cache"))
+
+
+def validation_loss(output, data, size: int) -> float:
+    """Binary cross-entropy of the published model.keras on the validation images."""
+    model = keras.saving.load_model(output / "model.keras")
+    classes = json.loads((output / "metrics.json").read_text())["classNames"]
+    paths = [
+        (p, k) for k, name in enumerate(classes) for p in (data / "validation" / name).iterdir()
+    ]
+    images = np.stack([load_image(path, size) for path, _ in paths])
+    labels = np.array([label for _, label in paths], dtype=np.float64)
+    p = np.clip(model.predict(images, verbose=0)[:, 0].astype(np.float64), 1e-7, 1 - 1e-7)
+    return float(-np.mean(labels * np.log(p) + (1 - labels) * np.log(1 - p)))
+
+
+def test_early_stopping_publishes_the_best_epoch_not_the_last(tmp_path, capsys):
+    # A head on the features of 24 images overfits within a few epochs at this learning rate.
+    data = cats_dogs_subset(tmp_path / "cats-dogs", train=12, validation=6)
+    output = tmp_path / "out"
+    code, lines, err = train(
+        capsys,
+        "--data", str(data), "--strategy", "bottleneck", "--backbone", "mobilenet_v2",
+        "--weights", str(MOBILENET_V2), "--image-size", "64", "--epochs", "40",
+        "--output", str(output),
+        "--set", "model.alpha=0.35",
+        "--set", "training.earlyStopping.patience=2",
+        "--set", "training.optimizer=adam",
+        "--set", "training.learningRate=0.01",
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((output / "metrics.json").read_text())
+    epochs_run = len(metrics["history"]["loss"])
+    assert epochs_run < 40  # it stopped early...
+    assert metrics["final"]["epoch"] == epochs_run
+    assert metrics["best"]["epoch"] < metrics["final"]["epoch"]  # ...after its best epoch
+    assert metrics["best"]["monitor"] == "val_loss"
+    assert metrics["saved"]["epoch"] == metrics["best"]["epoch"]
+    assert metrics["saved"]["why"] == "best val_loss of the stage, restored"
+    assert metrics["selection"]["usesValidation"] is True
+    best_loss = metrics["history"]["val_loss"][metrics["best"]["epoch"] - 1]
+    assert metrics["final"]["val_loss"] - best_loss > 1e-3  # the two epochs can be told apart
+    assert validation_loss(output, data, 64) == pytest.approx(best_loss, abs=1e-4)
+    (summary,) = events(lines, "summary")
+    assert summary["saved"]["epoch"] == metrics["best"]["epoch"]
+
+
+def test_finetuning_that_hurts_keeps_the_head(tmp_path, capsys, caplog):
+    data = cats_dogs_subset(tmp_path / "cats-dogs", train=12, validation=6)
+    output = tmp_path / "out"
+    code, lines, err = train(
+        capsys,
+        "--data", str(data), "--strategy", "finetune", "--backbone", "mobilenet",
+        "--weights", str(MOBILENET), "--image-size", "64", "--epochs", "3",
+        "--output", str(output),
+        "--set", "model.alpha=0.25",
+        "--set", "fineTune.epochs=2",
+        "--set", "fineTune.learningRate=1.0",  # ruins the backbone on purpose
+        "--set", "fineTune.layers=conv_dw_13,conv_pw_13,conv_dw_12,conv_pw_12",
+    )  # fmt: skip
+    assert code == 0, err
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert [s["stage"] for s in metrics["stages"]] == ["head", "finetune"]
+    assert metrics["selection"]["keptHead"] is True
+    assert metrics["saved"]["stage"] == "head"
+    assert metrics["saved"]["why"].startswith("head kept: the fine-tuned model's val_loss")
+    assert metrics["final"]["stage"] == "finetune"
+    head_loss = metrics["history"]["val_loss"][metrics["saved"]["epoch"] - 1]
+    assert validation_loss(output, data, 64) == pytest.approx(head_loss, abs=1e-4)
+    (summary,) = events(lines, "summary")
+    assert summary["keptHead"] is True and summary["saved"]["stage"] == "head"
+    assert "publishing the head's model" in caplog.text
