@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# ../shared next to the checkout; ICT_SHARED_DIR where the checkout lives elsewhere (a worktree).
+SHARED = Path(os.environ.get("ICT_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 CATS_DOGS = SHARED / "datasets" / "cats-dogs"
 MOBILENET_V2 = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.h5"
 MOBILENET = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"
