@@ -88,7 +88,8 @@ class DataSource:
 
 
 def _hidden(parts) -> bool:
-    return any(part.startswith(".") for part in parts)
+    # '.' and '..' are not hidden names: the store refuses keys holding them, and must see them.
+    return any(part.startswith(".") and part not in (".", "..") for part in parts)
 
 
 def _location_parts(uri: str) -> tuple[str, ...]:

@@ -62,6 +62,10 @@ def run_training(
     image_size = image_size_of(spec)
     reporter.emit("start", name=name, strategy=spec.strategy.value, imageSize=image_size)
     # Everything that can be refused is checked before any training.
+    cache_uri = (
+        cache_uri_of(spec) if spec.cache.enabled and spec.strategy is not Strategy.SCRATCH else None
+    )
+    check_locations(spec.dataset.uri, spec.output.uri, cache_uri)
     source = DataSource(spec, reporter)
     reporter.emit(
         "dataset",
@@ -70,10 +74,6 @@ def run_training(
         skipped=[str(path) for path, _ in source.dataset.skipped],
     )
     weights = weights_of(spec)
-    cache_uri = (
-        cache_uri_of(spec) if spec.cache.enabled and spec.strategy is not Strategy.SCRATCH else None
-    )
-    check_locations(spec.dataset.uri, spec.output.uri, cache_uri)
     output = open_store(spec.output.uri, spec.storage)
     digest = artifacts.spec_digest(spec)
     artifacts.guard_output(output, digest, spec.output.overwrite)
