@@ -1,7 +1,10 @@
 """Kill points: where tests make the trainer die as a preempted pod would, without sleeps.
 
 ICT_KILL_AT=POINT[:SIGNAL] (e.g. `epoch-end:train:2`, `publish:before-metrics:TERM`) makes the
-process send itself SIGNAL (KILL by default) when it reaches POINT. In-process tests replace
+process send itself SIGNAL (KILL by default) when it reaches POINT. Points: `epoch-end:STAGE:N`
+(epoch N of a stage committed to checkpoints), `publish:old-metrics-removed`,
+`publish:before-metrics`, `publish:before-clear` (artifacts complete, checkpoints not cleared).
+In-process tests replace
 `die` with a function that raises. Unset (always, outside tests), a kill point costs one lookup.
 """
 
