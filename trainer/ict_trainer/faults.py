@@ -4,8 +4,8 @@ ICT_KILL_AT=POINT[:SIGNAL] (e.g. `epoch-end:train:2`, `publish:before-metrics:TE
 process send itself SIGNAL (KILL by default) when it reaches POINT. Points: `epoch-end:STAGE:N`
 (epoch N of a stage committed to checkpoints), `publish:old-metrics-removed`,
 `publish:before-metrics`, `publish:before-clear` (artifacts complete, checkpoints not cleared).
-In-process tests replace
-`die` with a function that raises. Unset (always, outside tests), a kill point costs one lookup.
+In-process tests replace `die` with a function that raises. Unset (always, outside tests), a kill
+point costs one lookup.
 """
 
 from __future__ import annotations
