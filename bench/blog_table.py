@@ -88,7 +88,7 @@ def ict_pipeline_rate(data: Path, image_size: int, batch_size: int) -> dict:
     from ict_api.spec import AugmentationSpec
     from ict_trainer.augment import build_augmenter
     from ict_trainer.data import load_dataset
-    from ict_trainer.pipeline import image_dataset
+    from ict_trainer.pipeline import image_dataset, steps_per_epoch
 
     dataset = load_dataset(data, None, seed=1)
     augmenter = build_augmenter(
@@ -103,10 +103,11 @@ def ict_pipeline_rate(data: Path, image_size: int, batch_size: int) -> dict:
     pipeline = image_dataset(
         dataset.train, 2, image_size, batch_size, shuffle_seed=1, augmenter=augmenter
     )
-    rates = []
+    rates, batches = [], iter(pipeline)  # endless: one pass is an epoch's steps
     for _ in range(2):
         started, seen = time.monotonic(), 0
-        for images, _ in pipeline:
+        for _ in range(steps_per_epoch(len(dataset.train), batch_size)):
+            images, _ = next(batches)
             seen += int(images.shape[0])
         rates.append(round(seen / (time.monotonic() - started), 1))
     return {"firstPass": rates[0], "cachedPass": rates[1]}

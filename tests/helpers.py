@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-# ../shared beside the repository; ICT_SHARED_DIR points elsewhere (e.g. from a git worktree).
+# ../shared next to the checkout; ICT_SHARED_DIR where the checkout lives elsewhere (a worktree).
 SHARED = Path(os.environ.get("ICT_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 CATS_DOGS = SHARED / "datasets" / "cats-dogs"
 MOBILENET_V2 = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.h5"

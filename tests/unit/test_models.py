@@ -79,7 +79,7 @@ def test_zero_ranges_and_inference_leave_images_unchanged():
 
 
 def test_flips_mirror_or_keep_each_image():
-    out = np.asarray(RandomAffine(horizontal_flip=True, seed=3)(PIXELS))
+    out = np.asarray(RandomAffine(horizontal_flip=True, seed=1)(PIXELS))
     mirrored = [np.allclose(o, i[:, ::-1], atol=1e-3) for o, i in zip(out, PIXELS, strict=True)]
     kept = [np.allclose(o, i, atol=1e-3) for o, i in zip(out, PIXELS, strict=True)]
     assert all(m or k for m, k in zip(mirrored, kept, strict=True))

@@ -13,6 +13,13 @@ from ict_trainer.progress import Reporter, clean_metrics
 from ict_trainer.runtime import POLICIES
 from ict_trainer.storage import open_store
 
+INPUTS = {"dataset": "fingerprint-1", "weights": "none@keras"}
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ICT_CACHE_DIR", str(tmp_path / "cache"))
+
 
 def test_json_lines_when_not_a_terminal():
     stream = io.StringIO()
@@ -69,7 +76,7 @@ def test_no_termination_message_without_the_variable(tmp_path, monkeypatch):
 
 def test_checkpoint_commits_replace_the_previous_epoch(tmp_path):
     store = open_store(str(tmp_path / "out"))
-    checkpoints = Checkpoints(store, "digest-a")
+    checkpoints = Checkpoints(store, "digest-a", INPUTS)
     assert checkpoints.load(overwrite=False) == {}
     weights = tmp_path / "w.h5"
     for epoch in (1, 2):
@@ -78,7 +85,7 @@ def test_checkpoint_commits_replace_the_previous_epoch(tmp_path):
     keys = [o.key for o in store.list("checkpoints")]
     assert keys == ["checkpoints/head/epoch-0002.weights.h5", "checkpoints/state.json"]
 
-    again = Checkpoints(store, "digest-a")
+    again = Checkpoints(store, "digest-a", INPUTS)
     stages = again.load(overwrite=False)
     assert stages["head"]["epoch"] == 2 and stages["head"]["history"] == {"loss": [0.9, 0.8]}
     assert again.fetch_weights("head").read_bytes() == b"epoch 2"
@@ -88,9 +95,23 @@ def test_checkpoints_of_another_spec_are_refused_unless_overwrite(tmp_path):
     store = open_store(str(tmp_path / "out"))
     weights = tmp_path / "w.h5"
     weights.write_bytes(b"x")
-    Checkpoints(store, "digest-a").commit("train", 1, weights, {}, complete=False)
+    Checkpoints(store, "digest-a", INPUTS).commit("train", 1, weights, {}, complete=False)
     with pytest.raises(OutputError, match="holds checkpoints of a different spec"):
-        Checkpoints(store, "digest-b").load(overwrite=False)
+        Checkpoints(store, "digest-b", INPUTS).load(overwrite=False)
     assert store.exists(STATE)
-    assert Checkpoints(store, "digest-b").load(overwrite=True) == {}
+    assert Checkpoints(store, "digest-b", INPUTS).load(overwrite=True) == {}
+    assert not store.exists(STATE)
+
+
+@pytest.mark.parametrize("changed", ["dataset", "weights"])
+def test_checkpoints_trained_on_other_input_are_refused_unless_overwrite(tmp_path, changed):
+    store = open_store(str(tmp_path / "out"))
+    weights = tmp_path / "w.h5"
+    weights.write_bytes(b"x")
+    Checkpoints(store, "digest-a", INPUTS).commit("train", 2, weights, {}, complete=False)
+    now = {**INPUTS, changed: "something else"}
+    with pytest.raises(OutputError, match=f"{changed} changed.*--overwrite"):
+        Checkpoints(store, "digest-a", now).load(overwrite=False)
+    assert store.exists(STATE)
+    assert Checkpoints(store, "digest-a", now).load(overwrite=True) == {}
     assert not store.exists(STATE)

@@ -1,7 +1,9 @@
 """What a finished run leaves in its output: model, weights, metrics, history, pictures, report.
 
-Everything is written into a staging folder first and published in one go, metrics.json last:
-an output with a metrics.json holds a complete training.
+Everything is written into a staging folder first, then published: an earlier metrics.json goes
+first, the new files next, the new metrics.json last. An output with a metrics.json holds one
+complete training; a kill while publishing leaves no metrics.json next to the checkpoints of the
+run, and the next run of that spec resumes and publishes again.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ import numpy as np
 import tensorflow as tf
 
 from ict_api.spec import ImageClassifierTrainingSpec, Strategy
-from ict_trainer import __version__, evaluation, report, selection
+from ict_trainer import __version__, evaluation, faults, report, selection
+from ict_trainer.checkpoints import STATE
 from ict_trainer.data import Dataset
-from ict_trainer.errors import OutputError
+from ict_trainer.errors import OutputError, StorageError
 from ict_trainer.storage import is_s3
 from ict_trainer.strategies import TrainResult
 
@@ -54,10 +57,7 @@ def guard_output(store, digest: str, overwrite: bool) -> None:
     if overwrite:
         return
     if store.exists(METRICS):
-        try:
-            found = json.loads(store.get_bytes(METRICS)).get("specDigest")
-        except (ValueError, AttributeError):
-            found = None
+        found = _digest_in(store, METRICS)
         if found == digest:
             return
         raise OutputError(
@@ -66,12 +66,30 @@ def guard_output(store, digest: str, overwrite: bool) -> None:
             "(output.overwrite: true) to replace it."
         )
     foreign = [o.key for o in store.list() if not o.key.startswith("checkpoints/")]
-    if foreign:
+    if foreign and _digest_in(store, STATE) != digest:  # else: this spec's, half-published
         raise OutputError(
             f"output {store.uri!r} is not empty and holds no ict training ({len(foreign)} "
             f"file(s), e.g. {foreign[0]!r}). Choose an empty or new output, or pass "
             "--overwrite (output.overwrite: true)."
         )
+
+
+def _digest_in(store, key: str) -> str | None:
+    """The specDigest a metrics.json or checkpoint state records."""
+    try:
+        return json.loads(store.get_bytes(key)).get("specDigest")
+    except (ValueError, AttributeError, StorageError):
+        return None
+
+
+def publish(store, staging: Path, metrics: dict) -> None:
+    """Never a mix of two trainings: the old metrics.json goes before any new file is written,
+    the new one after every other."""
+    store.delete(METRICS)
+    faults.kill_point("publish:old-metrics-removed")
+    store.put_dir(staging)
+    faults.kill_point("publish:before-metrics")
+    store.put_bytes(METRICS, json.dumps(metrics, indent=2, default=str).encode())
 
 
 def versions() -> dict[str, str]:
@@ -145,7 +163,7 @@ def write_artifacts(
     images: list[Path],
     fetch: Callable[[list[Path]], None] = lambda paths: None,
 ) -> dict:
-    """Writes every artifact into staging and returns metrics.json's content."""
+    """Writes every artifact but metrics.json into staging and returns metrics.json's content."""
     result.model.save(staging / MODEL)
     result.model.save_weights(staging / WEIGHTS)
     write_history_csv(staging / HISTORY, result)
@@ -172,5 +190,4 @@ def write_artifacts(
         worst,
     )
     metrics["worst"] = [{k: v for k, v in item.items() if k != "thumbnail"} for item in worst]
-    (staging / METRICS).write_text(json.dumps(metrics, indent=2, default=str))
     return metrics

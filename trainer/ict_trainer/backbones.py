@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 import numpy as np
+from keras.src.utils import file_utils  # what keras.applications download through
 
 from ict_api.spec import Backbone
 from ict_trainer.errors import ModelError
@@ -107,10 +110,46 @@ def build_base(
         )
     if weights == "imagenet":
         return _imagenet_base(info, backbone, kwargs)
-    base = info.constructor(weights=None, **kwargs)
-    if weights != "none":
-        load_base_weights(base, Path(weights), backbone, alpha)
-    return base
+    if weights == "none":
+        return info.constructor(weights=None, **kwargs)
+    return _file_base(info, Path(weights), backbone, alpha, kwargs)
+
+
+@contextlib.contextmanager
+def _downloads_answered_by(path: Path) -> Iterator[None]:
+    """keras.applications' weight download, answered by a local file for the time of a build."""
+    download = file_utils.get_file
+    file_utils.get_file = lambda *args, **kwargs: str(path)
+    try:
+        with warnings.catch_warnings():
+            # which published file a size would download: moot with the file given
+            warnings.filterwarnings("ignore", message=".*will be loaded as the default")
+            yield
+    finally:
+        file_utils.get_file = download
+
+
+def _file_base(
+    info: BackboneInfo, path: Path, backbone: Backbone, alpha: float, kwargs: dict
+) -> keras.Model:
+    """Built by the 'imagenet' path, with the given file for the download: Keras builds some
+    bases differently for 'imagenet' (EfficientNet adds an input Rescaling), and a file of
+    ImageNet weights must give the features the download gives."""
+    check_weights_file(path)
+    try:
+        with _downloads_answered_by(path):
+            return info.constructor(weights="imagenet", **kwargs)
+    except (ValueError, KeyError) as exc:
+        raise ModelError(
+            f"weights file {str(path)!r} does not fit backbone {backbone.value!r} "
+            f"(alpha {alpha!r}): {_first_line(exc)}. Set model.backbone and model.alpha to the "
+            "architecture the file was saved from."
+        ) from exc
+    except OSError as exc:
+        raise ModelError(
+            f"weights file {str(path)!r} is unreadable ({_first_line(exc)}): it is not a Keras "
+            "weights file or it is damaged. Download it again."
+        ) from exc
 
 
 def _imagenet_base(info: BackboneInfo, backbone: Backbone, kwargs: dict) -> keras.Model:
@@ -129,7 +168,7 @@ def _imagenet_base(info: BackboneInfo, backbone: Backbone, kwargs: dict) -> kera
         ) from exc
 
 
-def load_base_weights(base: keras.Model, path: Path, backbone: Backbone, alpha: float) -> None:
+def check_weights_file(path: Path) -> None:
     if not path.is_file():
         raise ModelError(
             f"weights file {str(path)!r} does not exist. Fix model.weights (or --weights), or "
@@ -140,19 +179,6 @@ def load_base_weights(base: keras.Model, path: Path, backbone: Backbone, alpha: 
             f"weights file {str(path)!r} must end in .h5, .weights.h5 or .keras (Keras decides "
             "the format by the name). Rename it."
         )
-    try:
-        base.load_weights(str(path))
-    except (ValueError, KeyError) as exc:
-        raise ModelError(
-            f"weights file {str(path)!r} does not fit backbone {backbone.value!r} "
-            f"(alpha {alpha!r}): {_first_line(exc)}. Set model.backbone and model.alpha to the "
-            "architecture the file was saved from."
-        ) from exc
-    except OSError as exc:
-        raise ModelError(
-            f"weights file {str(path)!r} is unreadable ({_first_line(exc)}): it is not a Keras "
-            "weights file or it is damaged. Download it again."
-        ) from exc
 
 
 def _first_line(exc: BaseException) -> str:

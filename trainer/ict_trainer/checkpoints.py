@@ -3,6 +3,10 @@
 After every epoch the stage's weights (with the optimizer's state) go to a new file, then
 state.json, which names that file, replaces the old one. A kill at any moment leaves a state.json
 that points at complete weights: the next run loses at most the epoch in progress.
+
+state.json also records what the weights were trained on (the dataset's fingerprint, the backbone
+weights' digest): the spec alone does not say it, and resuming on moved or added images would go
+on from weights fitted to other labels.
 """
 
 from __future__ import annotations
@@ -11,12 +15,13 @@ import copy
 import json
 import logging
 import shutil
-import tempfile
 from pathlib import Path
 
 import keras
 
+from ict_trainer import faults
 from ict_trainer.errors import OutputError
+from ict_trainer.scratch import make_scratch
 
 log = logging.getLogger(__name__)
 
@@ -25,10 +30,11 @@ STATE = f"{PREFIX}/state.json"
 
 
 class Checkpoints:
-    def __init__(self, store, digest: str):
-        self.store, self.digest = store, digest
-        self.state: dict = {"specDigest": digest, "stages": {}}
-        self.workdir = Path(tempfile.mkdtemp(prefix="ict-checkpoints-"))
+    def __init__(self, store, digest: str, inputs: dict[str, str]):
+        """inputs: {"dataset": fingerprint digest, "weights": backbone weights digest}."""
+        self.store, self.digest, self.inputs = store, digest, inputs
+        self.state: dict = {"specDigest": digest, "inputs": inputs, "stages": {}}
+        self.workdir = make_scratch("checkpoints")
 
     def load(self, overwrite: bool) -> dict:
         """Reads the state a previous run left, if it belongs to this spec."""
@@ -41,6 +47,22 @@ class Checkpoints:
                     f"output {self.store.uri!r} holds checkpoints of a different spec "
                     f"(digest {found.get('specDigest')!r}, this run {self.digest!r}). Choose "
                     "another output, or pass --overwrite (output.overwrite: true) to start over."
+                )
+            self.store.delete_prefix(PREFIX)
+            return {}
+        changed = sorted(
+            name
+            for name in self.inputs
+            if (found.get("inputs") or {}).get(name) != self.inputs[name]
+        )
+        if changed:
+            if not overwrite:
+                raise OutputError(
+                    f"output {self.store.uri!r} holds checkpoints of this spec trained on other "
+                    f"input ({' and '.join(changed)} changed since: "
+                    f"{(found.get('inputs') or {})!r}, now {self.inputs!r}); resuming would go "
+                    "on from weights fitted to other images or labels. Pass --overwrite "
+                    "(output.overwrite: true) to start over, or restore the data."
                 )
             self.store.delete_prefix(PREFIX)
             return {}
@@ -103,6 +125,7 @@ class StageBackup(keras.callbacks.BackupAndRestore):
         self.checkpoints.commit(
             self.stage, epoch + 1, Path(self._weights_path), self.history, complete=False
         )
+        faults.kill_point(f"epoch-end:{self.stage}:{epoch + 1}")
 
     def finish(self, epochs: int) -> None:
         """Commits the weights the stage ends with (after early stopping's restore)."""

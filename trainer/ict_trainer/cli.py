@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ict_api import SpecError, load_document, load_env, load_file
 from ict_api.spec import Backbone, Strategy
-from ict_trainer import console
+from ict_trainer import __version__, console
 from ict_trainer.errors import IctError
 from ict_trainer.termination import write_termination_message
 
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging, the libraries' logs included"
     )
+    parser.add_argument("--version", action="version", version=f"ict {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a classifier as a spec says")
@@ -86,8 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(handler=cmd_train)
 
     predict = commands.add_parser("predict", help="classify images with a trained model")
-    predict.add_argument("model", help="model.keras written by ict train")
-    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("model", help="model.keras written by ict train (path or s3:// URI)")
+    predict.add_argument(
+        "images", nargs="+", help="image files, folders (searched recursively), s3:// URIs"
+    )
+    predict.add_argument("--batch-size", type=int, default=32, help="images per model call")
     predict.add_argument("--classes", help="comma-separated class names (default: metrics.json)")
     predict.add_argument("--json", action="store_true", help="one JSON object per image")
     predict.set_defaults(handler=cmd_predict)
@@ -182,11 +186,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from ict_trainer.predict import predict_files
 
     classes = args.classes.split(",") if args.classes else None
-    for row in predict_files(Path(args.model), [Path(p) for p in args.images], classes):
+    for row in predict_files(args.model, args.images, classes, args.batch_size):
         if args.json:
-            print(json.dumps(row))
+            print(json.dumps(row), flush=True)
         else:
-            print(f"{row['image']}\t{row['class']}\t{row['probability']:.4f}")
+            print(f"{row['image']}\t{row['class']}\t{row['probability']:.4f}", flush=True)
     return 0
 
 

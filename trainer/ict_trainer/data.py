@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 import warnings
@@ -32,6 +33,7 @@ LEFTOVER_FOLDERS = frozenset({"__MACOSX", "@eaDir", "$RECYCLE.BIN", "System Volu
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
 DEFAULT_VALIDATION_SPLIT = 0.2
 SPLITS = ("train", "validation")
+VALIDATION_FOLDERS = ("validation/", "val/")
 
 
 @dataclass(frozen=True)
@@ -72,11 +74,26 @@ def load_dataset(root: Path, validation_split: float | None, seed: int) -> Datas
             "dataset.uri (or --data) at a folder of class folders, or at one holding "
             "train/ and validation/."
         )
-    keys = [
-        path.relative_to(root).as_posix() + ("/" if path.is_dir() else "")
-        for path in root.rglob("*")
-    ]
-    return plan_dataset(keys, root, validation_split, seed, str(root), check=check_image)
+    return plan_dataset(scan(root), root, validation_split, seed, str(root), check=check_image)
+
+
+def scan(root: Path) -> list[str]:
+    """Names below root, relative, folders ending in '/'; dot-names left out.
+
+    Follows symlinked folders (a train/ linked from elsewhere; Path.rglob does not on Python
+    3.11) but never into a folder that is its own ancestor, so a link loop ends.
+    """
+    keys = []
+    for folder, folders, files in os.walk(root, followlinks=True):
+        here = Path(folder)
+        relative = here.relative_to(root)
+        if any((root / up).resolve() == here.resolve() for up in relative.parents):
+            folders[:] = []  # a link loop: this folder was entered higher up
+            continue
+        folders[:] = sorted(name for name in folders if not name.startswith("."))
+        keys += [(relative / name).as_posix() + "/" for name in folders]
+        keys += [(relative / name).as_posix() for name in files if not name.startswith(".")]
+    return keys
 
 
 def is_leftover(key: str) -> bool:
@@ -102,10 +119,16 @@ def plan_dataset(
     skipped: list[tuple[Path, str]] = []
     ignored: Counter[str] = Counter()
     keys = [key for key in keys if not is_leftover(key)]
-    if any(key.split("/", 1)[0] == "train" and "/" in key.rstrip("/") for key in keys):
-        dataset = _plan_folders(keys, root, validation_split, where, check, skipped, ignored)
-        _warn_ignored(dataset, ignored)
-        return dataset
+    if _holds_folders(keys, "train/"):
+        validation = next((f for f in VALIDATION_FOLDERS if _holds_folders(keys, f)), None)
+        top = {key.split("/", 1)[0] for key in keys if "/" in key}
+        if validation or top <= {"train", *(f.rstrip("/") for f in VALIDATION_FOLDERS)}:
+            dataset = _plan_folders(
+                keys, root, validation_split, where, check, skipped, ignored, validation
+            )
+            _warn_ignored(dataset, ignored)
+            return dataset
+        # else train/ is a class (cars and trains) that happens to hold sub-folders
     classes = _classes(keys, "", where)
     samples = _samples(keys, root, "", classes, where, check, skipped, ignored)
     fraction = validation_split or DEFAULT_VALIDATION_SPLIT
@@ -133,20 +156,27 @@ def _warn_ignored(dataset: Dataset, ignored: Counter[str]) -> None:
         )
 
 
-def _plan_folders(keys, root, validation_split, where, check, skipped, ignored) -> Dataset:
+def _holds_folders(keys: list[str], prefix: str) -> bool:
+    """Whether prefix holds sub-folders (class folders) rather than only files."""
+    return any(key.startswith(prefix) and "/" in key[len(prefix) :] for key in keys)
+
+
+def _plan_folders(
+    keys, root, validation_split, where, check, skipped, ignored, validation
+) -> Dataset:
     if validation_split is not None:
         raise DataError(
             f"dataset {where!r} has a train/ folder and validationSplit is "
             f"{validation_split!r}: use either validation/ or a split. Remove validationSplit, "
             "or give a folder of class folders."
         )
-    if not any(key.startswith("validation/") for key in keys):
+    if validation is None:
         raise DataError(
             f"dataset {where!r} has train/ but no validation/ folder. Add "
             "validation/<class>/ images, or point at train/ itself with a validationSplit."
         )
     train_classes = _classes(keys, "train/", where)
-    validation_classes = _classes(keys, "validation/", where)
+    validation_classes = _classes(keys, validation, where)
     if train_classes != validation_classes:
         only_train = sorted(set(train_classes) - set(validation_classes))
         only_val = sorted(set(validation_classes) - set(train_classes))
@@ -156,8 +186,8 @@ def _plan_folders(keys, root, validation_split, where, check, skipped, ignored) 
             "folders."
         )
     train = _samples(keys, root, "train/", train_classes, where, check, skipped, ignored)
-    validation = _samples(keys, root, "validation/", train_classes, where, check, skipped, ignored)
-    return Dataset(root, train_classes, train, validation, "folders", skipped=skipped)
+    held_out = _samples(keys, root, validation, train_classes, where, check, skipped, ignored)
+    return Dataset(root, train_classes, train, held_out, "folders", skipped=skipped)
 
 
 def stratified_split(

@@ -1,7 +1,9 @@
 """Bottleneck features: computed once per (dataset content, backbone, weights, size, pooling).
 
 An entry is bottleneck/<key>/ holding one .npy per array and manifest.json. The manifest is
-written last, so an entry without one is incomplete and is never read.
+written last, so an entry without one is incomplete and is never read. Features are stored as
+float32 whatever precision computed them (numpy writes bfloat16 as raw '|V2' bytes that nothing
+can read back), and an entry that cannot be read as the manifest says is a miss, rewritten.
 """
 
 from __future__ import annotations
@@ -10,12 +12,13 @@ import hashlib
 import io
 import json
 import logging
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ict_trainer.data import Dataset
+from ict_trainer.errors import StorageError
+from ict_trainer.scratch import scratch_dir
 from ict_trainer.storage import content_etag
 
 log = logging.getLogger(__name__)
@@ -23,6 +26,11 @@ log = logging.getLogger(__name__)
 # Bump when decoding, resizing or pooling changes what features a given image yields.
 PREPROCESSING_VERSION = 2
 MANIFEST = "manifest.json"
+
+
+def _stored(array: np.ndarray) -> bool:
+    """What an entry may hold: float32 features and labels, unicode file names."""
+    return array.dtype == np.float32 or array.dtype.kind == "U"
 
 
 def dataset_fingerprint(
@@ -43,6 +51,12 @@ def dataset_fingerprint(
             relative = sample.path.relative_to(dataset.root).as_posix()
             rows.append([split, dataset.class_names[sample.label], relative, size, tag])
     return rows
+
+
+def fingerprint_digest(fingerprint: list[list]) -> str:
+    """One string for what the images are (resume checks that the data did not change)."""
+    encoded = json.dumps(fingerprint, separators=(",", ":")).encode()
+    return hashlib.sha256(encoded).hexdigest()[:32]
 
 
 def cache_key(
@@ -79,21 +93,33 @@ class FeatureCache:
     def uri(self, key: str) -> str:
         return self.store.uri_of(self._prefix(key))
 
-    def load(self, key: str) -> dict[str, np.ndarray] | None:
+    def load(self, key: str) -> dict | None:
+        """The entry's arrays and manifest, or None when it is missing or unreadable."""
         prefix = self._prefix(key)
         if not self.store.exists(f"{prefix}/{MANIFEST}"):
             return None
-        manifest = json.loads(self.store.get_bytes(f"{prefix}/{MANIFEST}"))
-        arrays = {}
-        for name in manifest["arrays"]:
-            arrays[name] = np.load(io.BytesIO(self.store.get_bytes(f"{prefix}/{name}.npy")))
+        try:
+            manifest = json.loads(self.store.get_bytes(f"{prefix}/{MANIFEST}"))
+            arrays = {}
+            for name, shape in manifest["arrays"].items():
+                array = np.load(io.BytesIO(self.store.get_bytes(f"{prefix}/{name}.npy")))
+                if list(array.shape) != shape or not _stored(array):
+                    raise ValueError(f"{name}: {array.dtype} {list(array.shape)}, manifest {shape}")
+                arrays[name] = array
+        except (ValueError, KeyError, TypeError, EOFError, OSError, StorageError) as exc:
+            # Damage of any kind (bytes, JSON, dtype, shape) only costs computing it again.
+            log.warning(
+                "bottleneck cache entry %s is unreadable (%s): recomputing", self.uri(key), exc
+            )
+            return None
         log.info("bottleneck features found at %s", self.uri(key))
-        return arrays
+        return {"arrays": arrays, "manifest": manifest}
 
     def save(self, key: str, arrays: dict[str, np.ndarray], meta: dict) -> None:
-        with tempfile.TemporaryDirectory(prefix="ict-features-") as staging:
-            staging = Path(staging)
+        with scratch_dir("features") as staging:
             for name, array in arrays.items():
+                if not _stored(array):  # bfloat16 or float16 features of mixed precision
+                    array = np.asarray(array, dtype=np.float32)
                 np.save(staging / f"{name}.npy", array)
             manifest = {
                 "arrays": {name: list(array.shape) for name, array in arrays.items()},

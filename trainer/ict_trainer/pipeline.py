@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import keras
@@ -49,6 +50,11 @@ def encode_labels(labels: Sequence[int], num_classes: int) -> np.ndarray:
     return np.eye(num_classes, dtype=np.float32)[labels]
 
 
+def decode_labels(encoded: np.ndarray) -> np.ndarray:
+    """Class indices of encode_labels' rows."""
+    return encoded[:, 0].astype(int) if encoded.shape[1] == 1 else encoded.argmax(axis=1)
+
+
 def image_dataset(
     samples: Sequence[Sample],
     num_classes: int,
@@ -56,10 +62,14 @@ def image_dataset(
     batch_size: int,
     *,
     shuffle_seed: int | None = None,
-    augmenter: keras.Sequential | None = None,
+    augmenter: keras.Layer | None = None,
     with_labels: bool = True,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
-    """Batches of (images, labels); decoded images are cached in memory after the first pass."""
+    """Batches of (images, labels); decoded images are cached in memory after the first pass.
+
+    With shuffle_seed: the endless training stream of epoch_stream, from first_epoch on.
+    """
     paths = tf.constant([str(s.path) for s in samples])
     images = tf.data.Dataset.from_tensor_slices(paths).map(
         lambda p: decode_image(p, image_size), num_parallel_calls=AUTOTUNE, deterministic=True
@@ -73,19 +83,53 @@ def image_dataset(
         dataset = images
     dataset = dataset.cache()
     if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(samples), seed=shuffle_seed, reshuffle_each_iteration=True)
-    dataset = dataset.batch(batch_size)
-    if augmenter is not None:
-        dataset = dataset.map(
-            lambda x, y: (augmenter(x, training=True), y), num_parallel_calls=AUTOTUNE
-        )
-    return dataset.prefetch(AUTOTUNE)
+        return epoch_stream(dataset, len(samples), batch_size, shuffle_seed, first_epoch, augmenter)
+    return dataset.batch(batch_size).prefetch(AUTOTUNE)
+
+
+def steps_per_epoch(size: int, batch_size: int) -> int:
+    return math.ceil(size / batch_size)
+
+
+def epoch_stream(
+    dataset: tf.data.Dataset,
+    size: int,
+    batch_size: int,
+    seed: int,
+    first_epoch: int = 0,
+    augmenter: keras.Layer | None = None,
+) -> tf.data.Dataset:
+    """Shuffled (and augmented) batches of epochs first_epoch, first_epoch + 1, ... without end;
+    fit takes steps_per_epoch of them per epoch.
+
+    Epoch e's order and each of its batches' augmentation are drawn from (seed, e, batch) alone,
+    by seeded shuffles and stateless random ops: neither the parallel map's scheduling nor how
+    the run got to epoch e (uninterrupted or resumed) changes what it sees.
+    """
+
+    def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
+        batches = dataset.shuffle(size, seed=seed * 1_000_003 + epoch).batch(batch_size)
+        if augmenter is None:
+            return batches
+
+        def augment(index: tf.Tensor, batch: tuple) -> tuple:
+            batch_seed = tf.stack([tf.constant(seed, tf.int64), epoch * 2**20 + index])
+            return augmenter(batch[0], training=True, seed=batch_seed), batch[1]
+
+        return batches.enumerate().map(augment, num_parallel_calls=AUTOTUNE)
+
+    stream = tf.data.Dataset.counter(first_epoch).flat_map(one_epoch)
+    return stream.prefetch(AUTOTUNE)
 
 
 def array_dataset(
-    features: np.ndarray, labels: np.ndarray, batch_size: int, shuffle_seed: int | None = None
+    features: np.ndarray,
+    labels: np.ndarray,
+    batch_size: int,
+    shuffle_seed: int | None = None,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     dataset = tf.data.Dataset.from_tensor_slices((features, labels))
     if shuffle_seed is not None:
-        dataset = dataset.shuffle(len(features), seed=shuffle_seed, reshuffle_each_iteration=True)
+        return epoch_stream(dataset, len(features), batch_size, shuffle_seed, first_epoch)
     return dataset.batch(batch_size).prefetch(AUTOTUNE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from pathlib import Path
 
 from ict_api.spec import ImageClassifierTrainingSpec
@@ -39,7 +40,8 @@ class DataSource:
             self.store, self.objects, self.listing, self.fetched = None, [], None, True
             return
         self.store = open_store(self.uri, spec.storage)
-        self.objects = self.store.list()
+        # As the folder scan does: dot-names (.ict-cache at a bucket root, .DS_Store) are no data.
+        self.objects = [o for o in self.store.list() if not _hidden(o.key.split("/"))]
         if not self.objects:
             raise DataError(
                 f"dataset {self.uri!r} holds no objects. Upload the class folders there "
@@ -83,6 +85,46 @@ class DataSource:
         for path in paths:
             if self.store is not None and not path.is_file():
                 self.store.download(path.relative_to(self.root).as_posix(), path)
+
+
+def _hidden(parts) -> bool:
+    # '.' and '..' are not hidden names: the store refuses keys holding them, and must see them.
+    return any(part.startswith(".") and part not in (".", "..") for part in parts)
+
+
+def _location_parts(uri: str) -> tuple[str, ...]:
+    """A location as comparable path segments: ('s3:', bucket, ...) or ('/', ...) resolved."""
+    if is_s3(uri):
+        return ("s3:", *(part for part in uri[5:].split("/") if part))
+    path = uri.removeprefix("file://")
+    return Path(os.path.realpath(os.path.expanduser(path))).parts
+
+
+def _below(inner: str, outer: str) -> tuple[str, ...] | None:
+    """inner's segments below outer (() when they are the same), or None when it is not inside."""
+    inner_parts, outer_parts = _location_parts(inner), _location_parts(outer)
+    if inner_parts[: len(outer_parts)] != outer_parts:
+        return None
+    return inner_parts[len(outer_parts) :]
+
+
+def check_locations(dataset: str, output: str, cache: str | None) -> None:
+    """Refuses an output or cache that the next run would read as data (a class named 'runs'
+    holding plots), and a dataset that overwriting the output would delete. Dot-folders are
+    never read as data, so a default cache at <bucket>/.ict-cache may sit in a bucket dataset."""
+    for field, where in (("output.uri", output), ("cache.uri", cache)):
+        below = _below(where, dataset) if where else None
+        if below is not None and not _hidden(below):
+            raise DataError(
+                f"{field} {where!r} is inside dataset.uri {dataset!r}: the next run would take "
+                f"{below[0] if below else where!r} for a class or its files for images. Put "
+                f"{field} outside the dataset (or in a folder whose name starts with '.')."
+            )
+    if _below(dataset, output) is not None:
+        raise DataError(
+            f"dataset.uri {dataset!r} is inside output.uri {output!r}: --overwrite would delete "
+            "it. Put the output somewhere else."
+        )
 
 
 def fetch_weights(spec: ImageClassifierTrainingSpec) -> str:

@@ -18,7 +18,13 @@ from ict_trainer.augment import build_augmenter
 from ict_trainer.checkpoints import Checkpoints, StageBackup
 from ict_trainer.data import Dataset, Sample
 from ict_trainer.features import FeatureCache, cache_key
-from ict_trainer.pipeline import array_dataset, encode_labels, image_dataset
+from ict_trainer.pipeline import (
+    array_dataset,
+    decode_labels,
+    encode_labels,
+    image_dataset,
+    steps_per_epoch,
+)
 from ict_trainer.progress import EpochReporter, Reporter
 from ict_trainer.sources import DataSource
 
@@ -44,7 +50,7 @@ class RunContext:
     def num_classes(self) -> int:
         return len(self.dataset.class_names)
 
-    def images(self, split: str, *, train: bool) -> tf.data.Dataset:
+    def images(self, split: str, *, train: bool, first_epoch: int = 0) -> tf.data.Dataset:
         samples = getattr(self.source.fetch(), split)
         training = self.spec.training
         return image_dataset(
@@ -54,6 +60,7 @@ class RunContext:
             training.batch_size,
             shuffle_seed=training.seed if train else None,
             augmenter=build_augmenter(self.spec.augmentation, training.seed) if train else None,
+            first_epoch=first_epoch,
         )
 
     def compile(self, model: keras.Model, stage: TrainingSpec | FineTuneSpec) -> None:
@@ -77,8 +84,35 @@ class RunContext:
             with_labels=False,
         )
 
-    def image_splits(self) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-        return self.images("train", train=True), self.images("validation", train=False)
+    def image_splits(self, first_epoch: int) -> StageData:
+        return StageData(
+            self.images("train", train=True, first_epoch=first_epoch),
+            self.images("validation", train=False),
+            steps_per_epoch(len(self.source.fetch().train), self.spec.training.batch_size),
+        )
+
+
+@dataclass
+class StageData:
+    train: tf.data.Dataset  # endless (pipeline.epoch_stream), from the stage's first epoch to run
+    validation: tf.data.Dataset
+    steps_per_epoch: int
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Dropout's (and every other layer's) random state set from (seed, epoch) when an epoch
+    begins: epoch N draws the same masks whether the run went through epochs 1..N-1 in this
+    process or resumed from their checkpoint."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = seed
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        generators = [g for layer in self.model._flatten_layers() for g in layer._seed_generators]
+        for index, generator in enumerate(generators):
+            state = [self.seed * 1_000_003 + index, epoch * 2**20]
+            generator.state.assign(np.asarray(state, dtype=generator.state.dtype))
 
 
 @dataclass
@@ -101,7 +135,7 @@ def fit_stage(
     result: TrainResult,
     stage: str,
     model: keras.Model,
-    data: Callable[[], tuple[tf.data.Dataset, tf.data.Dataset]],
+    data: Callable[[int], StageData],
     epochs: int,
 ) -> None:
     """Trains one stage, resuming from or skipping past what checkpoints hold."""
@@ -114,7 +148,10 @@ def fit_stage(
         ctx.reporter.emit("resume", stage=stage, epoch=saved["epoch"], complete=True)
         _record(result, stage, saved["history"], stopping)
         return
-    callbacks: list[keras.callbacks.Callback] = [EpochReporter(ctx.reporter, stage, epochs)]
+    callbacks: list[keras.callbacks.Callback] = [
+        EpochSeeds(ctx.spec.training.seed),
+        EpochReporter(ctx.reporter, stage, epochs),
+    ]
     stopper = selection.stopping_callback(stopping)
     if stopper:
         callbacks.append(stopper)
@@ -127,11 +164,12 @@ def fit_stage(
             backup.prime(ctx.checkpoints.fetch_weights(stage), saved["epoch"])
             log.info("resuming stage %s after epoch %d of %d", stage, saved["epoch"], epochs)
             ctx.reporter.emit("resume", stage=stage, epoch=saved["epoch"], complete=False)
-    train, validation = data()
+    stage_data = data(saved["epoch"] if saved else 0)
     started = time.monotonic()
     fitted = model.fit(
-        train,
-        validation_data=validation,
+        stage_data.train,
+        validation_data=stage_data.validation,
+        steps_per_epoch=stage_data.steps_per_epoch,
         epochs=epochs,
         shuffle=False,  # the tf.data pipeline shuffles
         callbacks=callbacks,
@@ -210,14 +248,17 @@ def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainRe
         if cached is not None:
             result.cache_hit = True
             ctx.reporter.emit("features", cacheHit=True, key=key, uri=ctx.cache.uri(key))
-            return cached
+            _adopt_checked_files(ctx.dataset, cached["arrays"], cached["manifest"])
+            return cached["arrays"]
     dataset = ctx.source.fetch()
     started = time.monotonic()
     arrays = {}
     for split in ("train", "validation"):
         samples = getattr(dataset, split)
         images = ctx.unlabelled(samples)
-        arrays[f"{split}_features"] = extractor.predict(images, verbose=ctx.reporter.keras_verbose)
+        features = extractor.predict(images, verbose=ctx.reporter.keras_verbose)
+        # float32 whatever the precision policy: a hit and a miss then train on the same numbers.
+        arrays[f"{split}_features"] = np.asarray(features, dtype=np.float32)
         arrays[f"{split}_labels"] = encode_labels([s.label for s in samples], ctx.num_classes)
         # Which files the rows are: on a cache hit the images themselves are not at hand.
         arrays[f"{split}_files"] = np.array(
@@ -226,7 +267,8 @@ def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainRe
     result.durations["features"] = round(time.monotonic() - started, 3)
     result.cache_hit = False if ctx.cache is not None else None
     if ctx.cache is not None:
-        ctx.cache.save(key, arrays, {"classNames": ctx.dataset.class_names})
+        skipped = [[p.relative_to(dataset.root).as_posix(), why] for p, why in dataset.skipped]
+        ctx.cache.save(key, arrays, {"classNames": dataset.class_names, "skipped": skipped})
     ctx.reporter.emit(
         "features",
         cacheHit=False,
@@ -234,6 +276,19 @@ def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainRe
         uri=ctx.cache.uri(key) if ctx.cache is not None else None,
     )
     return arrays
+
+
+def _adopt_checked_files(dataset: Dataset, arrays: dict, manifest: dict) -> None:
+    """On a cache hit, the dataset is what the run that filled the cache checked: a bucket
+    listing also names files that proved unusable (truncated, not images)."""
+    for split in ("train", "validation"):
+        labels = decode_labels(arrays[f"{split}_labels"])
+        files = arrays[f"{split}_files"]
+        samples = [
+            Sample(dataset.root / str(f), int(k)) for f, k in zip(files, labels, strict=True)
+        ]
+        setattr(dataset, split, samples)
+    dataset.skipped = [(dataset.root / path, why) for path, why in manifest.get("skipped", [])]
 
 
 def _train_head(ctx: RunContext, extractor: keras.Model, result: TrainResult) -> keras.Model:
@@ -250,17 +305,20 @@ def _train_head(ctx: RunContext, extractor: keras.Model, result: TrainResult) ->
         ctx.compile(head, spec.training)
     batch, seed = spec.training.batch_size, spec.training.seed
 
-    def data():
-        return (
-            array_dataset(arrays["train_features"], arrays["train_labels"], batch, seed),
+    def data(first_epoch: int) -> StageData:
+        return StageData(
+            array_dataset(
+                arrays["train_features"], arrays["train_labels"], batch, seed, first_epoch
+            ),
             array_dataset(arrays["validation_features"], arrays["validation_labels"], batch),
+            steps_per_epoch(len(arrays["train_features"]), batch),
         )
 
     fit_stage(ctx, result, "head", head, data, spec.training.epochs)
     labels = arrays["validation_labels"]
     result.validation = (
         head.predict(arrays["validation_features"], verbose=0),
-        labels[:, 0].astype(int) if labels.shape[1] == 1 else labels.argmax(axis=1),
+        decode_labels(labels),
         [ctx.dataset.root / name for name in arrays["validation_files"]],
     )
     return head

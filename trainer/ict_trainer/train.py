@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 import time
 from pathlib import Path
 
 from ict_api.defaults import resolve_defaults
 from ict_api.load import run_name_for
 from ict_api.spec import ImageClassifierTrainingSpec, Strategy
-from ict_trainer import artifacts, runtime
+from ict_trainer import artifacts, backbones, faults, runtime, scratch
 from ict_trainer.checkpoints import Checkpoints
 from ict_trainer.errors import ModelError
-from ict_trainer.features import FeatureCache
+from ict_trainer.features import FeatureCache, fingerprint_digest
 from ict_trainer.progress import Reporter
-from ict_trainer.sources import DataSource, cache_root, fetch_weights
+from ict_trainer.sources import DataSource, cache_root, check_locations, fetch_weights
 from ict_trainer.storage import is_s3, open_store
 from ict_trainer.strategies import STRATEGIES, RunContext, validation_predictions
 from ict_trainer.termination import write_termination_message
@@ -61,6 +60,10 @@ def run_training(
     image_size = spec.model.image_size
     reporter.emit("start", name=name, strategy=spec.strategy.value, imageSize=image_size)
     # Everything that can be refused is checked before any training.
+    cache_uri = (
+        cache_uri_of(spec) if spec.cache.enabled and spec.strategy is not Strategy.SCRATCH else None
+    )
+    check_locations(spec.dataset.uri, spec.output.uri, cache_uri)
     source = DataSource(spec, reporter)
     reporter.emit(
         "dataset",
@@ -73,15 +76,18 @@ def run_training(
     output = open_store(spec.output.uri, spec.storage)
     digest = artifacts.spec_digest(spec)
     artifacts.guard_output(output, digest, spec.output.overwrite)
-    checkpoints = Checkpoints(output, digest)
+    scratch.clear_stale()
+    inputs = {
+        "dataset": fingerprint_digest(source.fingerprint()),
+        "weights": backbones.weights_digest(weights),
+    }
+    checkpoints = Checkpoints(output, digest, inputs)
     try:
         resumed = checkpoints.load(spec.output.overwrite)
         if resumed:
             done = {stage: state["epoch"] for stage, state in resumed.items()}
             log.info("resuming from %s: epochs done %s", output.uri_of("checkpoints"), done)
-        cache = None
-        if spec.cache.enabled and spec.strategy is not Strategy.SCRATCH:
-            cache = FeatureCache(open_store(cache_uri_of(spec), spec.storage))
+        cache = FeatureCache(open_store(cache_uri, spec.storage)) if cache_uri else None
         ctx = RunContext(
             spec=spec,
             source=source,
@@ -97,11 +103,12 @@ def run_training(
         result.durations["total"] = round(time.monotonic() - started, 3)
         metrics = artifacts.run_metrics(name, spec, digest, image_size, source.dataset, result)
         metrics["resumed"] = {stage: state["epoch"] for stage, state in resumed.items()}
-        with tempfile.TemporaryDirectory(prefix="ict-artifacts-") as staging:
+        with scratch.scratch_dir("artifacts") as staging:
             metrics = artifacts.write_artifacts(
-                Path(staging), metrics, result, *validation, source.fetch_files
+                staging, metrics, result, *validation, source.fetch_files
             )
-            output.put_dir(Path(staging), last=[artifacts.METRICS])
+            artifacts.publish(output, staging, metrics)
+        faults.kill_point("publish:before-clear")
         checkpoints.clear()  # the artifacts are complete: nothing is left to resume
     finally:
         checkpoints.close()
