@@ -194,8 +194,12 @@ def test_no_spec_at_all(capsys):
 
 
 def test_predict_with_missing_model_or_image(tmp_path, capsys):
+    image = write_image(tmp_path / "cat.jpg")
+    assert main(["predict", str(tmp_path / "model.keras"), str(image)]) == 2
+    assert "model.keras' does not exist" in capsys.readouterr().err
+    # The images are checked first: a missing one is named before any model is loaded.
     assert main(["predict", str(tmp_path / "model.keras"), "x.jpg"]) == 2
-    assert "does not exist" in capsys.readouterr().err
+    assert "cannot classify 'x.jpg': no such file" in capsys.readouterr().err
 
 
 def test_sample_data_refuses_a_non_empty_folder(tmp_path, capsys):
