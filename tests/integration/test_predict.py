@@ -101,7 +101,8 @@ def test_predict_takes_s3_models_and_images(
         f"s3://{bucket}/photos/x/y/img0.jpg",
         f"s3://{bucket}/photos/x/img0.jpg",
     ]
-    assert main(["predict", f"s3://{bucket}/runs/missing/model.keras", "x.jpg"]) == 2
+    missing = f"s3://{bucket}/runs/missing/model.keras"
+    assert main(["predict", missing, f"s3://{bucket}/photos/x/img0.jpg"]) == 2
     assert "does not exist" in capsys.readouterr().err
 
 
