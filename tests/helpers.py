@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# ../shared beside the repository (CI, the main checkout); ICT_SHARED_DIR for other checkouts.
+SHARED = Path(os.environ.get("ICT_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 CATS_DOGS = SHARED / "datasets" / "cats-dogs"
 MOBILENET_V2 = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.h5"
 MOBILENET = SHARED / "weights" / "mobilenet_2_5_224_tf_no_top.h5"

@@ -61,7 +61,13 @@ def run_training(
     reporter = reporter or Reporter()
     started = time.monotonic()
     image_size = image_size_of(spec)
-    reporter.emit("start", name=name, strategy=spec.strategy.value, imageSize=image_size)
+    reporter.emit(
+        "start",
+        name=name,
+        strategy=spec.strategy.value,
+        imageSize=image_size,
+        gpus=runtime.visible_gpus(),
+    )
     # Everything that can be refused is checked before any training.
     source = DataSource(spec, reporter)
     reporter.emit(
