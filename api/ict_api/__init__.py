@@ -1,6 +1,6 @@
 """ict's API: the ImageClassifierTraining spec and status, shared by operator and trainer."""
 
-from ict_api.load import SpecError, load_document, load_file, validate_spec
+from ict_api.load import SpecError, load_document, load_env, load_file, validate_spec
 from ict_api.spec import (
     API_GROUP,
     API_VERSION,
@@ -30,6 +30,7 @@ __all__ = [
     "SpecError",
     "Strategy",
     "load_document",
+    "load_env",
     "load_file",
     "validate_spec",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,23 @@ def load_file(path: str | Path, overrides: dict[str, Any] | None = None):
             f"{str(path)!r} holds a {type(document).__name__}, not a mapping: give an "
             f"{KIND} manifest or its spec."
         )
+    return load_document(document, overrides)
+
+
+def load_env(variable: str, overrides: dict[str, Any] | None = None):
+    """Reads the manifest (JSON or YAML) held by an environment variable (a trainer pod's)."""
+    text = os.environ.get(variable)
+    if not text:
+        raise SpecError(
+            f"environment variable {variable!r} is unset or empty; it must hold the "
+            f"{KIND} manifest (the operator sets it on the trainer pod)."
+        )
+    try:
+        document = yaml.safe_load(text)  # JSON is YAML
+    except yaml.YAMLError as exc:
+        raise SpecError(f"${variable} is not valid JSON or YAML: {exc}") from exc
+    if not isinstance(document, dict):
+        raise SpecError(f"${variable} holds a {type(document).__name__}, not a mapping.")
     return load_document(document, overrides)
 
 

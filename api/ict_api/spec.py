@@ -340,10 +340,24 @@ class Toleration(SpecModel):
 
 
 class ResourcesSpec(SpecModel):
-    gpus: int = Field(default=0, ge=0, le=16, description="nvidia.com/gpu of the trainer pod.")
-    cpu: str = Field(default="2", pattern=QUANTITY_PATTERN, description="CPU request and limit.")
-    memory: str = Field(
-        default="8Gi", pattern=QUANTITY_PATTERN, description="Memory request and limit."
+    gpus: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description=(
+            "GPUs of the trainer pod, requested as the operator's GPU resource "
+            "(nvidia.com/gpu unless the operator is configured otherwise)."
+        ),
+    )
+    cpu: str | None = Field(
+        default=None,
+        pattern=QUANTITY_PATTERN,
+        description="CPU request and limit, e.g. 4 or 500m. Unset: the operator's default (2).",
+    )
+    memory: str | None = Field(
+        default=None,
+        pattern=QUANTITY_PATTERN,
+        description="Memory request and limit, e.g. 8Gi. Unset: the operator's default (8Gi).",
     )
 
 

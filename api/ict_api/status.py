@@ -50,6 +50,7 @@ class Reason(StrEnum):
     DEADLINE_EXCEEDED = "DeadlineExceeded"  # retries.activeDeadlineSeconds ran out
     SUSPENDED = "Suspended"  # spec.suspend is true; no pod runs
     RESUMED = "Resumed"  # spec.suspend went back to false; training continues from checkpoints
+    QUEUED = "Queued"  # the Job waits for Kueue to admit it (spec.scheduling.queueName)
     SPEC_IMMUTABLE = "SpecImmutable"  # an edit other than suspend is not applied to a running Job
 
 

@@ -147,3 +147,21 @@ def test_example_manifests_are_valid():
     assert examples
     for example in examples:
         load_file(example)
+
+
+def test_a_manifest_from_the_environment_as_trainer_pods_get_it(monkeypatch):
+    import json
+
+    from ict_api import load_env
+
+    monkeypatch.setenv("ICT_SPEC", json.dumps(MANIFEST))
+    name, spec = load_env("ICT_SPEC", {"training.epochs": 2})
+    assert name == "cats-dogs"
+    assert spec.strategy is Strategy.BOTTLENECK
+    assert spec.training.epochs == 2
+    monkeypatch.setenv("ICT_SPEC", "")
+    with pytest.raises(SpecError, match="'ICT_SPEC' is unset or empty"):
+        load_env("ICT_SPEC")
+    monkeypatch.setenv("ICT_SPEC", "[1, 2")
+    with pytest.raises(SpecError, match="not valid JSON or YAML"):
+        load_env("ICT_SPEC")

@@ -1,4 +1,4 @@
-"""The `ict` command line: train, predict, preview, sample-data."""
+"""The `ict` command line: train, predict, preview, sample-data, operator."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ict_api import SpecError, load_document, load_file
+from ict_api import SpecError, load_document, load_env, load_file
 from ict_api.spec import Backbone, Strategy
 from ict_trainer.errors import IctError
 from ict_trainer.termination import write_termination_message
@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace a different training found in the output",
     )
     train.add_argument(
+        "--spec-env",
+        metavar="VAR",
+        help="read the manifest (JSON or YAML) from environment variable VAR (trainer pods)",
+    )
+    train.add_argument(
         "--json",
         dest="json_lines",
         action="store_true",
@@ -86,7 +91,21 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--size", type=int, default=96, help="image side in pixels")
     sample.add_argument("--seed", type=int, default=0)
     sample.set_defaults(handler=cmd_sample_data)
+
+    operator = commands.add_parser(
+        "operator", help="run the Kubernetes operator (needs the operator extra)"
+    )
+    _operator_arguments(operator)
+    operator.set_defaults(handler=cmd_operator)
     return parser
+
+
+def _operator_arguments(parser: argparse.ArgumentParser) -> None:
+    try:
+        from ict_operator.settings import add_arguments
+    except ImportError:  # a trainer-only install: the command says so when run
+        return
+    add_arguments(parser)
 
 
 def load_spec(args: argparse.Namespace):
@@ -95,6 +114,8 @@ def load_spec(args: argparse.Namespace):
         for flag, path in TRAIN_OVERRIDES.items()
         if getattr(args, flag, None) is not None
     }
+    if getattr(args, "spec_env", None):
+        return load_env(args.spec_env, overrides)
     if args.file:
         return load_file(args.file, overrides)
     if "dataset.uri" not in overrides:
@@ -170,6 +191,20 @@ def cmd_sample_data(args: argparse.Namespace) -> int:
     )
     print(f"wrote {sum(counts.values())} synthetic images to {args.folder}")
     return 0
+
+
+def cmd_operator(args: argparse.Namespace) -> int:
+    try:
+        from ict_operator.main import run
+    except ImportError as exc:
+        raise IctError(
+            f"the operator needs kopf and kubernetes ({exc}); install the operator extra: "
+            "pip install 'ict-operator[operator]'"
+        ) from None
+    try:
+        return run(args)
+    except ValueError as exc:
+        raise IctError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
