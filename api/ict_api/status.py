@@ -83,11 +83,18 @@ class Artifacts(SpecModel):
 
 
 class ImageClassifierTrainingStatus(SpecModel):
+    """What the operator reports: phase, conditions, progress, metrics and where results are."""
+
     phase: Phase = Field(default=Phase.PENDING, description="Where the run is.")
     message: str | None = Field(
         default=None, description="One line on the current state, for people."
     )
-    conditions: list[Condition] = Field(default_factory=list, description="Detailed state.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        description="Detailed state: one entry per type (Ready, Progressing, Complete, ...).",
+        # Server-side apply merges conditions by type, as for built-in resources.
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
     epoch: str | None = Field(
         default=None,
         description="Completed/total epochs of the current stage, e.g. 7/30 (printer column).",

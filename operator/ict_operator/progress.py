@@ -64,11 +64,11 @@ def parse_event(line: str | bytes) -> dict[str, Any] | None:
 
 
 def numbers(values: Any) -> dict[str, float]:
-    """The finite numeric entries of a metrics mapping (labels such as 'epoch' stay ints)."""
+    """The finite numeric entries of a metrics mapping, rounded for `kubectl get` columns."""
     if not isinstance(values, dict):
         return {}
     return {
-        str(key): value
+        str(key): round(value, 4)
         for key, value in values.items()
         if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
     }

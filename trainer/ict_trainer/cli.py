@@ -1,4 +1,4 @@
-"""The `ict` command line: train, predict, preview, sample-data, operator."""
+"""The `ict` command line: train, predict, preview, sample-data, crd, operator."""
 
 from __future__ import annotations
 
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _operator_arguments(operator)
     operator.set_defaults(handler=cmd_operator)
+
+    crd = commands.add_parser("crd", help="print the ImageClassifierTraining CRD (YAML)")
+    crd.set_defaults(handler=cmd_crd)
     return parser
 
 
@@ -205,6 +208,13 @@ def cmd_operator(args: argparse.Namespace) -> int:
         return run(args)
     except ValueError as exc:
         raise IctError(str(exc)) from None
+
+
+def cmd_crd(args: argparse.Namespace) -> int:
+    from ict_api.crd import render_crd_yaml
+
+    print(render_crd_yaml(), end="")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
