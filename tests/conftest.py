@@ -8,6 +8,7 @@
 - aws_env: clears every AWS_* variable and the user's AWS config files for the test; call it
   to set endpoint, credentials and region the way a trainer pod gets them.
 - make_bucket: creates a fresh, uniquely named bucket on a server and returns its name.
+- k8s, k8s_env, k8s_namespace, fake_node: the emulated Kubernetes cluster (tests/cluster).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests import s3servers
+from tests.cluster.fixtures import fake_node, k8s, k8s_env, k8s_namespace  # noqa: F401
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,9 @@ CONTAINER = "trainer"
 SCRATCH = "/scratch"  # the only writable folder: the root filesystem is read-only
 TERMINATION_LOG = "/dev/termination-log"
 SPEC_ENV = "ICT_SPEC"
+# The command is spelled out rather than left to the image's ENTRYPOINT, so that a custom
+# trainer image (one with another entrypoint, or a debugging shell) still runs the trainer.
+TRAINER_COMMAND = ["ict"]
 TRAINER_ARGS = ["train", "--json", "--spec-env", SPEC_ENV]
 EXIT_BAD_INPUT = 2  # the trainer refused the spec or the data: another try cannot help
 
@@ -143,6 +146,7 @@ def container(
         "name": CONTAINER,
         "image": settings.trainer_image,
         "imagePullPolicy": settings.trainer_image_pull_policy,
+        "command": list(TRAINER_COMMAND),
         "args": list(TRAINER_ARGS),
         "env": trainer_env(resource, spec),
         "resources": trainer_resources(spec, settings),

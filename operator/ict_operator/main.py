@@ -17,6 +17,8 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from(args, verbose=args.verbose)
     import ict_operator.handlers  # noqa: F401  (registers the handlers with kopf)
 
+    # kopf installs its own log handler; the CLI's would print every line a second time.
+    logging.getLogger().handlers.clear()
     kopf.configure(
         debug=settings.verbose,
         verbose=settings.verbose,

@@ -153,9 +153,8 @@ async def run_mirror(
         while not stopped:
             job, pods, suspend = look()
             await asyncio.to_thread(mirror.step, job, pods, suspend, now())
-            if mirror.finished:
+            if mirror.finished or await stopped.wait(period):
                 return
-            await asyncio.sleep(period)
     finally:
         mirror.close()
 

@@ -99,6 +99,7 @@ def test_the_whole_job_of_a_typical_resource():
                             "name": "trainer",
                             "image": "registry.example/ict-trainer:0.1.0",
                             "imagePullPolicy": "IfNotPresent",
+                            "command": ["ict"],
                             "args": ["train", "--json", "--spec-env", "ICT_SPEC"],
                             "resources": {
                                 "requests": {"cpu": "2", "memory": "8Gi"},
