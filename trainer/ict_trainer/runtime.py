@@ -35,6 +35,13 @@ def cpu_quota() -> int | None:
     return max(1, int(int(quota) / int(period)))
 
 
+def visible_gpus() -> int:
+    """GPUs TensorFlow can use, logged: a GPU node whose image lacks CUDA TensorFlow shows 0."""
+    gpus = tf.config.list_physical_devices("GPU")
+    log.info("TensorFlow %s sees %d GPU(s): %s", tf.__version__, len(gpus), [g.name for g in gpus])
+    return len(gpus)
+
+
 def configure(mixed_precision: MixedPrecision, seed: int) -> tf.distribute.Strategy:
     """Seeds, precision policy, thread pools; returns the distribution strategy to build in."""
     keras.utils.set_random_seed(seed)

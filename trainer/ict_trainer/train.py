@@ -58,7 +58,13 @@ def run_training(
     reporter = reporter or Reporter()
     started = time.monotonic()
     image_size = spec.model.image_size
-    reporter.emit("start", name=name, strategy=spec.strategy.value, imageSize=image_size)
+    reporter.emit(
+        "start",
+        name=name,
+        strategy=spec.strategy.value,
+        imageSize=image_size,
+        gpus=runtime.visible_gpus(),
+    )
     # Everything that can be refused is checked before any training.
     cache_uri = (
         cache_uri_of(spec) if spec.cache.enabled and spec.strategy is not Strategy.SCRATCH else None
