@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,6 +24,16 @@ import pytest
 
 from tests import s3servers
 from tests.cluster.fixtures import fake_node, k8s, k8s_env, k8s_namespace  # noqa: F401
+
+
+@pytest.fixture(autouse=True)
+def float32_policy_after_each_test() -> Iterator[None]:
+    """A training run sets Keras' global precision policy (mixedPrecision: auto takes bfloat16
+    on a CPU that has it): the next test starts from float32 again."""
+    yield
+    keras = sys.modules.get("keras")  # never imported for it: operator tests stay light
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
 
 
 @dataclass(frozen=True)

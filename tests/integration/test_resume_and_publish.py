@@ -54,9 +54,11 @@ def data(tmp_path):
     return cats_dogs_subset(tmp_path / "data", train=12, validation=4)
 
 
-def scratch_args(data: Path, output: Path, epochs: int = 4, size: int = 32) -> list[str]:
+def scratch_args(
+    data: Path, output: Path, epochs: int = 4, size: int = 32, images: str = "memory"
+) -> list[str]:
     spec = output.parent / f"{output.name}.yaml"
-    spec.write_text("training: {batchSize: 8}\n")
+    spec.write_text(f"training: {{batchSize: 8}}\ncache: {{images: {images}}}\n")
     return [
         *("-f", str(spec), "--data", str(data), "--strategy", "scratch"),
         *("--epochs", str(epochs), "--image-size", str(size), "--output", str(output)),
@@ -84,6 +86,25 @@ def test_one_seed_gives_one_run_and_a_resumed_run_is_the_run_it_replaces(
     assert [e["epoch"] for e in events(lines, "epoch")] == [3, 4]
     # epochs 3 and 4 saw the same order, augmentation and dropout as the uninterrupted run's
     assert losses(tmp_path / "c") == pytest.approx(losses(tmp_path / "a"), rel=1e-4)
+
+
+def test_the_disk_image_cache_trains_and_resumes_as_the_memory_one(
+    data, tmp_path, capsys, kill_at, private_cache
+):
+    assert train(capsys, *scratch_args(data, tmp_path / "memory", epochs=3))[0] == 0
+    kill_at("epoch-end:train:2")
+    with pytest.raises(Killed):
+        train(capsys, *scratch_args(data, tmp_path / "disk", epochs=3, images="disk"))
+    cached = sorted((private_cache / "images" / "32px").iterdir())
+    assert len(cached) == 32  # every training and validation image (24 + 8), once
+    assert {f.stat().st_size for f in cached} == {32 * 32 * 3}
+    kill_at(None)
+    code, lines, _ = train(capsys, *scratch_args(data, tmp_path / "disk", epochs=3, images="disk"))
+    assert code == 0
+    assert events(lines, "resume")[0]["epoch"] == 2
+    assert sorted((private_cache / "images" / "32px").iterdir()) == cached  # nothing decoded again
+    # the same pixels in the same order: the same run as the memory cache's
+    assert losses(tmp_path / "disk") == pytest.approx(losses(tmp_path / "memory"), rel=1e-4)
 
 
 def test_resume_after_the_dataset_changed_is_refused(data, tmp_path, capsys, kill_at):

@@ -250,3 +250,29 @@ def test_weights_digest_is_the_file_content(tmp_path):
     b.write_bytes(b"two")
     assert backbones.weights_digest(str(a)) != backbones.weights_digest(str(b))
     assert backbones.weights_digest("imagenet").startswith("imagenet@keras-")
+
+
+def test_a_bfloat16_model_keeps_float32_outputs_and_saves_loads_and_predicts(tmp_path):
+    from ict_api.spec import Optimizer
+    from ict_trainer.predict import load_model
+
+    images = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    labels = np.eye(3, dtype="float32")[np.arange(8) % 3]
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = models.build_scratch_model((32, 32, 3), 3, filters=[4], dense_units=8)
+        models.compile_model(model, 3, optimizer=Optimizer.ADAM, learning_rate=1e-3)
+        history = model.fit(images, labels, epochs=2, verbose=0)
+        expected = model.predict(images, verbose=0)
+        model.save(tmp_path / "model.keras")
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert model.get_layer("conv1").compute_dtype == "bfloat16"
+    assert model.get_layer("predictions").compute_dtype == "float32"  # and so the loss
+    assert np.isfinite(history.history["loss"]).all()
+    loaded = load_model(tmp_path / "model.keras")  # in a float32 process, as `ict predict`
+    assert loaded.get_layer("conv1").compute_dtype == "bfloat16"
+    predicted = loaded.predict(images, verbose=0)
+    assert predicted.dtype == np.float32
+    np.testing.assert_allclose(predicted, expected, atol=1e-6)
+    np.testing.assert_allclose(predicted.sum(axis=1), 1.0, atol=1e-5)

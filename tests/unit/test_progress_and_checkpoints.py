@@ -5,12 +5,10 @@ import json
 
 import pytest
 
-from ict_api.spec import MixedPrecision
 from ict_trainer import termination
 from ict_trainer.checkpoints import STATE, Checkpoints
 from ict_trainer.errors import OutputError
 from ict_trainer.progress import Reporter, clean_metrics
-from ict_trainer.runtime import POLICIES
 from ict_trainer.storage import open_store
 
 INPUTS = {"dataset": "fingerprint-1", "weights": "none@keras"}
@@ -39,15 +37,6 @@ def test_metrics_are_plain_finite_numbers():
     assert clean_metrics(
         {"loss": float("nan"), "accuracy": 0.123456789, "learning_rate": 1e-3}
     ) == {"accuracy": 0.123457}
-
-
-def test_precision_policy_table_covers_every_case():
-    for setting in MixedPrecision:
-        for gpu in (True, False):
-            assert (setting, gpu) in POLICIES
-    assert POLICIES[(MixedPrecision.AUTO, True)] == "mixed_float16"
-    assert POLICIES[(MixedPrecision.AUTO, False)] == "float32"
-    assert POLICIES[(MixedPrecision.ON, False)] == "mixed_bfloat16"
 
 
 def test_termination_message_stays_under_the_kubernetes_limit(tmp_path, monkeypatch):

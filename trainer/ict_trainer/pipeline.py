@@ -1,17 +1,26 @@
-"""tf.data pipelines: parallel decode and resize, cache, shuffle, batch, augment, prefetch."""
+"""tf.data pipelines: parallel decode and resize, cache (memory or disk), shuffle, batch, augment,
+prefetch."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import math
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
 import tensorflow as tf
 
+from ict_api.spec import ImageCache
+from ict_trainer.console import cache_root
 from ict_trainer.data import Sample
 
+log = logging.getLogger(__name__)
 AUTOTUNE = tf.data.AUTOTUNE
+# Part of every disk cache file's name: bump it when decode_image or cached_image changes.
+CACHE_VERSION = 1
 
 
 def _decode_jpeg(raw: tf.Tensor, image_size: int) -> tf.Tensor:
@@ -55,6 +64,12 @@ def decode_labels(encoded: np.ndarray) -> np.ndarray:
     return encoded[:, 0].astype(int) if encoded.shape[1] == 1 else encoded.argmax(axis=1)
 
 
+def cached_image(path: tf.Tensor, image_size: int) -> tf.Tensor:
+    """decode_image rounded to uint8: what the image caches hold (a quarter of float32's bytes;
+    a JPEG's pixels are 8-bit to begin with)."""
+    return tf.cast(tf.round(decode_image(path, image_size)), tf.uint8)
+
+
 def image_dataset(
     samples: Sequence[Sample],
     num_classes: int,
@@ -65,26 +80,85 @@ def image_dataset(
     augmenter: keras.Layer | None = None,
     with_labels: bool = True,
     first_epoch: int = 0,
+    cache: ImageCache = ImageCache.MEMORY,
 ) -> tf.data.Dataset:
-    """Batches of (images, labels); decoded images are cached in memory after the first pass.
+    """Batches of (float32 images, labels), decoded once and cached (in memory or on disk, the
+    same uint8 pixels either way); without labels, images decoded in file order, not cached
+    (predictions and features pass once).
 
     With shuffle_seed: the endless training stream of epoch_stream, from first_epoch on.
     """
-    paths = tf.constant([str(s.path) for s in samples])
-    images = tf.data.Dataset.from_tensor_slices(paths).map(
-        lambda p: decode_image(p, image_size), num_parallel_calls=AUTOTUNE, deterministic=True
-    )
-    if with_labels:
-        labels = tf.data.Dataset.from_tensor_slices(
-            encode_labels([s.label for s in samples], num_classes)
+    paths = [str(s.path) for s in samples]
+    if not with_labels:
+        return (
+            tf.data.Dataset.from_tensor_slices(tf.constant(paths))
+            .map(lambda p: decode_image(p, image_size), num_parallel_calls=AUTOTUNE)
+            .batch(batch_size)
+            .prefetch(AUTOTUNE)
         )
-        dataset = tf.data.Dataset.zip(images, labels)
+    labels = tf.data.Dataset.from_tensor_slices(
+        encode_labels([s.label for s in samples], num_classes)
+    )
+    if cache is ImageCache.DISK:
+        # The shuffle buffer holds file names, not pixels: RAM stays flat with the dataset.
+        files = tf.data.Dataset.from_tensor_slices(disk_cache(paths, image_size))
+        dataset, load = tf.data.Dataset.zip(files, labels), _disk_loader(image_size)
     else:
-        dataset = images
-    dataset = dataset.cache()
+        images = tf.data.Dataset.from_tensor_slices(tf.constant(paths)).map(
+            lambda p: cached_image(p, image_size), num_parallel_calls=AUTOTUNE
+        )
+        dataset, load = tf.data.Dataset.zip(images, labels).cache(), None
     if shuffle_seed is not None:
-        return epoch_stream(dataset, len(samples), batch_size, shuffle_seed, first_epoch, augmenter)
-    return dataset.batch(batch_size).prefetch(AUTOTUNE)
+        return epoch_stream(
+            dataset, len(samples), batch_size, shuffle_seed, first_epoch, augmenter, load
+        )
+    if load is not None:
+        dataset = dataset.map(load, num_parallel_calls=AUTOTUNE)
+    return dataset.batch(batch_size).map(_float_images).prefetch(AUTOTUNE)
+
+
+def _float_images(images: tf.Tensor, labels: tf.Tensor) -> tuple:
+    return tf.cast(images, tf.float32), labels
+
+
+def _disk_loader(image_size: int):
+    def load(file: tf.Tensor, label: tf.Tensor) -> tuple:
+        pixels = tf.io.decode_raw(tf.io.read_file(file), tf.uint8)
+        return tf.reshape(pixels, (image_size, image_size, 3)), label
+
+    return load
+
+
+def disk_cache(paths: Sequence[str], image_size: int) -> list[str]:
+    """The cache file of each image, decoding (in parallel, a batch in RAM at a time) the ones
+    not there yet.
+
+    A file is named after the image's resolved path, size, modification time, imageSize and
+    CACHE_VERSION, so an edited image or another size never reads stale pixels; each is
+    written under a temporary name and renamed, so concurrent or killed runs leave whole files.
+    """
+    folder = cache_root() / "images" / f"{image_size}px"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [str(folder / f"{_cache_name(path, image_size)}.u8") for path in paths]
+    missing = [(p, f) for p, f in zip(paths, files, strict=True) if not os.path.exists(f)]
+    if missing:
+        log.info("decoding %d image(s) into the disk cache %s", len(missing), folder)
+        decoded = (
+            tf.data.Dataset.from_tensor_slices(tf.constant([p for p, _ in missing]))
+            .map(lambda p: cached_image(p, image_size), num_parallel_calls=AUTOTUNE)
+            .prefetch(AUTOTUNE)
+        )
+        for (_, file), pixels in zip(missing, decoded.as_numpy_iterator(), strict=True):
+            partial = f"{file}.{os.getpid()}.part"
+            pixels.tofile(partial)
+            os.replace(partial, file)
+    return files
+
+
+def _cache_name(path: str, image_size: int) -> str:
+    stat = os.stat(path)
+    material = f"{os.path.realpath(path)}|{stat.st_size}|{stat.st_mtime_ns}|{image_size}"
+    return hashlib.sha256(f"{material}|{CACHE_VERSION}".encode()).hexdigest()[:32]
 
 
 def steps_per_epoch(size: int, batch_size: int) -> int:
@@ -98,23 +172,30 @@ def epoch_stream(
     seed: int,
     first_epoch: int = 0,
     augmenter: keras.Layer | None = None,
+    load: Callable | None = None,
 ) -> tf.data.Dataset:
     """Shuffled (and augmented) batches of epochs first_epoch, first_epoch + 1, ... without end;
     fit takes steps_per_epoch of them per epoch.
 
     Epoch e's order and each of its batches' augmentation are drawn from (seed, e, batch) alone,
     by seeded shuffles and stateless random ops: neither the parallel map's scheduling nor how
-    the run got to epoch e (uninterrupted or resumed) changes what it sees.
+    the run got to epoch e (uninterrupted or resumed) changes what it sees. `load` maps each
+    element after the shuffle (the disk cache: names are shuffled, then read), so a seed gives
+    the same order whatever is shuffled. Images come out float32.
     """
 
     def one_epoch(epoch: tf.Tensor) -> tf.data.Dataset:
-        batches = dataset.shuffle(size, seed=seed * 1_000_003 + epoch).batch(batch_size)
+        shuffled = dataset.shuffle(size, seed=seed * 1_000_003 + epoch)
+        if load is not None:
+            shuffled = shuffled.map(load, num_parallel_calls=AUTOTUNE)
+        batches = shuffled.batch(batch_size)
         if augmenter is None:
-            return batches
+            return batches.map(_float_images)
 
         def augment(index: tf.Tensor, batch: tuple) -> tuple:
             batch_seed = tf.stack([tf.constant(seed, tf.int64), epoch * 2**20 + index])
-            return augmenter(batch[0], training=True, seed=batch_seed), batch[1]
+            images = tf.cast(batch[0], tf.float32)
+            return augmenter(images, training=True, seed=batch_seed), batch[1]
 
         return batches.enumerate().map(augment, num_parallel_calls=AUTOTUNE)
 

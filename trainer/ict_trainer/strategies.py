@@ -61,6 +61,7 @@ class RunContext:
             shuffle_seed=training.seed if train else None,
             augmenter=build_augmenter(self.spec.augmentation, training.seed) if train else None,
             first_epoch=first_epoch,
+            cache=self.spec.cache.images,
         )
 
     def compile(self, model: keras.Model, stage: TrainingSpec | FineTuneSpec) -> None:
