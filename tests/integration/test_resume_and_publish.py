@@ -91,17 +91,17 @@ def test_one_seed_gives_one_run_and_a_resumed_run_is_the_run_it_replaces(
 def test_the_disk_image_cache_trains_and_resumes_as_the_memory_one(
     data, tmp_path, capsys, kill_at, private_cache
 ):
-    assert train(capsys, *scratch_args(data, tmp_path / "memory", epochs=3))[0] == 0
-    kill_at("epoch-end:train:2")
+    assert train(capsys, *scratch_args(data, tmp_path / "memory", epochs=2))[0] == 0
+    kill_at("epoch-end:train:1")
     with pytest.raises(Killed):
-        train(capsys, *scratch_args(data, tmp_path / "disk", epochs=3, images="disk"))
+        train(capsys, *scratch_args(data, tmp_path / "disk", epochs=2, images="disk"))
     cached = sorted((private_cache / "images" / "32px").iterdir())
     assert len(cached) == 32  # every training and validation image (24 + 8), once
     assert {f.stat().st_size for f in cached} == {32 * 32 * 3}
     kill_at(None)
-    code, lines, _ = train(capsys, *scratch_args(data, tmp_path / "disk", epochs=3, images="disk"))
+    code, lines, _ = train(capsys, *scratch_args(data, tmp_path / "disk", epochs=2, images="disk"))
     assert code == 0
-    assert events(lines, "resume")[0]["epoch"] == 2
+    assert events(lines, "resume")[0]["epoch"] == 1
     assert sorted((private_cache / "images" / "32px").iterdir()) == cached  # nothing decoded again
     # the same pixels in the same order: the same run as the memory cache's
     assert losses(tmp_path / "disk") == pytest.approx(losses(tmp_path / "memory"), rel=1e-4)
