@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -83,9 +84,20 @@ def example_on_the_local_bucket(bucket: str, endpoint: str) -> dict:
     return {**example, "spec": spec}
 
 
+@pytest.fixture
+def new_cluster(tmp_path_factory) -> Iterator[Cluster]:
+    """A cluster of its own: a first install, with no CRD applied by other tests' kubectl."""
+    cluster = Cluster(tmp_path_factory.mktemp("new-cluster")).start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
 @pytest.mark.skipif(not CATS_DOGS.is_dir(), reason=f"no shared images at {CATS_DOGS}")
-def test_helm_install_train_the_example_and_uninstall(k8s, k8s_namespace, seaweedfs, tmp_path):
-    ns = k8s_namespace
+def test_helm_install_train_the_example_and_uninstall(new_cluster, seaweedfs, tmp_path):
+    k8s = new_cluster
+    ns = k8s.create_namespace("vision")
     port = free_port()
     run_helm(
         k8s,
