@@ -24,8 +24,8 @@ from ict_trainer.storage import (
     Store,
     content_etag,
     is_s3,
-    open_store,
 )
+from ict_trainer.stores import open_store
 from tests.conftest import S3Credentials, S3Server
 from tests.s3servers import free_ports
 
