@@ -38,7 +38,8 @@ from tests import s3servers
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# ../shared next to the checkout; ICT_SHARED_DIR where the checkout lives elsewhere (a worktree).
+SHARED = Path(os.environ.get("ICT_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 DATA = SHARED / "datasets" / "cats-dogs"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.h5"
 BUCKET = "ict-bench"
@@ -284,6 +285,13 @@ def report(results: dict) -> int:
         name for name, value in results.items() if isinstance(value, dict) and "error" in value
     ]
     results["failed"] = failed
+    clients = {k: v for k, v in results.get("clients", {}).items() if "objectsPerSecond" in v}
+    if "trainer S3Store.sync_down" in clients:
+        trainer = clients["trainer S3Store.sync_down"]["objectsPerSecond"]
+        results["clientsOverTrainer"] = {
+            name: round(v["objectsPerSecond"] / trainer, 2) for name, v in clients.items()
+        }
+    results["command"] = " ".join(["python", *sys.argv])
     print(json.dumps(results, indent=2))
     return 1 if failed else 0
 
