@@ -1,6 +1,7 @@
 # `make demo`: set up and train on a generated sample (no cluster, no bucket, no internet).
 # `make test`: set up and run lint and every test (what CI runs).
 # `make crds`: regenerate crds/ from ict_api (a test fails when the committed file drifts).
+# `make bench-operator`: the operator with 200 resources at once on the emulated cluster.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORK := .work
@@ -11,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[trainer,operator,dev]"
 	touch $@
 
-.PHONY: setup demo test lint bench crds
+.PHONY: setup demo test lint bench bench-operator crds
 setup: $(VENV)/.installed
 
 $(WORK)/sample: | $(VENV)/.installed
@@ -38,3 +39,6 @@ bench: setup
 	# tf_keras must match TensorFlow's minor version, or pip swaps TensorFlow for another.
 	$(PY) -m pip install -q scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	$(PY) bench/blog_table.py
+
+bench-operator: setup
+	$(PY) bench/operator_scale.py
