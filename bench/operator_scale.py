@@ -215,6 +215,22 @@ def sampler(pid: int, timeline: Timeline, samples: list[Sample], done: threading
         )
 
 
+def profile_thread(thread: threading.Thread, done: threading.Event, hits: collections.Counter):
+    """Samples `thread`'s stack every 5 ms: hits[function] counts samples with it on the stack
+    (tests/cluster, kmock and aiohttp functions only), hits["<samples>"] counts all."""
+    while not done.wait(0.005):
+        frame = sys._current_frames().get(thread.ident or 0)
+        hits["<samples>"] += 1
+        seen = set()
+        while frame is not None:
+            code = frame.f_code
+            where = code.co_filename
+            if "tests/cluster" in where or "kmock" in where or "aiohttp/web" in where:
+                seen.add(f"{Path(where).name}:{code.co_name}")
+            frame = frame.f_back
+        hits.update(seen)
+
+
 def measure(args: argparse.Namespace, root: Path) -> dict:
     node = NodeSettings(
         capacity={"cpu": "64", "memory": "64Gi", "pods": str(args.count + 50)},
@@ -230,8 +246,22 @@ def measure(args: argparse.Namespace, root: Path) -> dict:
         assert store is not None
         cluster.call(lambda: store.listeners.append(timeline))
         operator = start_operator(cluster, namespace, args.status_interval, root / "operator.log")
+        hits: collections.Counter = collections.Counter()
+        done = threading.Event()
+        if args.profile_cluster:
+            assert cluster._thread is not None
+            threading.Thread(
+                target=profile_thread, args=(cluster._thread, done, hits), daemon=True
+            ).start()
         try:
-            return run_phases(args, cluster, namespace, timeline, operator)
+            results = run_phases(args, cluster, namespace, timeline, operator)
+            done.set()
+            if hits:
+                total = hits.pop("<samples>")
+                results["clusterProfile"] = {
+                    name: round(n / total, 3) for name, n in hits.most_common(25)
+                }
+            return results
         finally:
             stop(operator)
             print(f"operator log: {root / 'operator.log'} (kept with --keep)", file=sys.stderr)
@@ -374,6 +404,11 @@ def main() -> int:
     parser.add_argument("--idle", type=float, default=10.0, help="seconds of idle baseline")
     parser.add_argument("--threads", type=int, default=16, help="parallel create calls")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--profile-cluster",
+        action="store_true",
+        help="sample the emulated cluster's thread: the share of time in each of its functions",
+    )
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="ict-operator-scale-"))
     try:
