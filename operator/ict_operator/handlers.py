@@ -37,15 +37,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Only our own Jobs and pods are listed and watched, filtered by the API server.
     for resource in ("batch/jobs", "v1/pods"):
         settings.watching.label_selectors[resource] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    kube.connect()
 
 
+# The indexes are async: kopf runs sync handlers in its thread pool, where a copy of a dict
+# waited behind handlers blocked on the API server, and mirrors found no Job in the index yet.
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def jobs_by_uid(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
+async def jobs_by_uid(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
     return {labels.get(LABEL_UID): copy.deepcopy(dict(body))}
 
 
 @kopf.index("v1", "pods", labels=OURS)
-def pods_by_uid(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
+async def pods_by_uid(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
     return {labels.get(LABEL_UID): copy.deepcopy(dict(body))}
 
 

@@ -38,6 +38,12 @@ def _api():
     )
 
 
+def connect() -> None:
+    """Imports the client and reads the configuration now (about 0.5 s of CPU), at startup,
+    rather than in the handler of the first resources, which would wait for it."""
+    _api()
+
+
 def _status_of(exc: Exception) -> int | None:
     return getattr(exc, "status", None)
 
