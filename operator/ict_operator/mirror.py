@@ -29,6 +29,7 @@ from ict_operator.observe import (
     milestones,
     observe,
     significant,
+    without_empty,
 )
 from ict_operator.progress import TrainerProgress
 
@@ -137,18 +138,18 @@ class StatusMirror:
             self.status.get("conditions") or [], new["conditions"], now, self.generation
         )
         new["observedGeneration"] = self.generation
-        new = {k: v for k, v in new.items() if v is not None}
-        urgent = significant(self.status, new)
+        new, known = _comparable(new), _comparable(self.status)
+        urgent = significant(known, new)
         due = time.monotonic() - self._last_patch >= self.interval
-        patch = merge_patch(_comparable(self.status), _comparable(new))
+        patch = merge_patch(known, new)
         if patch and (urgent or due):
             kube.patch_status(self.namespace, self.name, patch)
-            for event in milestones(self.status, new):
+            for event in milestones(known, new):
                 try:
                     self.emit(*event)
                 except Exception as exc:  # an Event is worth a warning, not a lost status
                     log.warning("event %s on %s not posted: %s", event[1], self.name, exc)
-            self.status = {**self.status, **new}
+            self.status = new
             self._last_patch = time.monotonic()
         return self.status
 
@@ -258,8 +259,13 @@ def _newest_started(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _comparable(status: dict[str, Any]) -> dict[str, Any]:
-    """Status without fields the operator does not own (kopf's, the user's)."""
-    return {k: v for k, v in status.items() if k != "kopf"}
+    """Status without kopf's field and without empty values, at every level.
+
+    The API server fills unset status fields with the CRD's defaults (empty maps, 0) and a
+    merge patch's null deletes a key: comparing the stored and the computed status as they
+    are would see a difference in every look and patch forever.
+    """
+    return {k: v for k, v in without_empty(status).items() if k != "kopf"}
 
 
 def _copy(value: Any) -> Any:
