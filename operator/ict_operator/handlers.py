@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 import datetime
 import logging
@@ -14,7 +16,7 @@ from ict_api.spec import API_GROUP, API_VERSION, PLURAL
 from ict_api.status import ConditionType, Reason
 from ict_operator import kube
 from ict_operator.builders import LABEL_MANAGED_BY, LABEL_UID, MANAGED_BY, build_job
-from ict_operator.mirror import StatusMirror, run_mirror
+from ict_operator.mirror import Training, mirror_trainings
 from ict_operator.observe import TERMINAL, invalid_spec_status, merge_conditions
 from ict_operator.validation import validate_resource
 
@@ -37,15 +39,18 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     # Only our own Jobs and pods are listed and watched, filtered by the API server.
     for resource in ("batch/jobs", "v1/pods"):
         settings.watching.label_selectors[resource] = f"{LABEL_MANAGED_BY}={MANAGED_BY}"
+    kube.connect()
 
 
+# The indexes are async: kopf runs sync handlers in its thread pool, where a copy of a dict
+# waited behind handlers blocked on the API server, and mirrors found no Job in the index yet.
 @kopf.index("batch", "v1", "jobs", labels=OURS)
-def jobs_by_uid(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
+async def jobs_by_uid(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
     return {labels.get(LABEL_UID): copy.deepcopy(dict(body))}
 
 
 @kopf.index("v1", "pods", labels=OURS)
-def pods_by_uid(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
+async def pods_by_uid(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[str, Any]:
     return {labels.get(LABEL_UID): copy.deepcopy(dict(body))}
 
 
@@ -110,41 +115,46 @@ def spec_changed(
         kopf.warn(body, reason=Reason.SPEC_IMMUTABLE.value, message=message)
 
 
-@kopf.daemon(
-    *RESOURCE,
-    cancellation_timeout=10,
-    when=lambda status, **_: bool(status.get("jobName")) and status.get("phase") not in TERMINAL,
-)
-async def mirror_status(
-    body: kopf.Body,
+@kopf.index(*RESOURCE)
+async def trainings_by_uid(body: kopf.Body, **_: Any) -> dict[str, Any]:
+    return {body.metadata.uid: copy.deepcopy(dict(body))}
+
+
+@kopf.on.startup()
+async def start_mirroring(
     memo: kopf.Memo,
-    stopped: kopf.DaemonStopped,
+    trainings_by_uid: kopf.Index,
     jobs_by_uid: kopf.Index,
     pods_by_uid: kopf.Index,
     **_: Any,
 ) -> None:
-    uid = body.metadata.uid
-    mirror = StatusMirror(
-        namespace=body.metadata.namespace,
-        name=body.metadata.name,
-        generation=body.metadata.get("generation"),
-        output_uri=(body.spec.get("output") or {}).get("uri", ""),
-        status=copy.deepcopy(dict(body.get("status") or {})),
-        interval=memo.settings.status_interval,
-        emit=lambda kind, reason, message: kopf.event(
-            body, type=kind, reason=reason, message=message
-        ),
+    """One loop mirrors every running training (see ict_operator.mirror for why not daemons)."""
+
+    def look() -> list[Training]:
+        trainings = []
+        for uid, bodies in list(trainings_by_uid.items()):
+            jobs = list(jobs_by_uid.get(uid, []))
+            pods = list(pods_by_uid.get(uid, []))
+            for body in bodies:
+                trainings.append(Training(body, jobs[-1] if jobs else None, pods))
+        return trainings
+
+    def emit_for(body: dict[str, Any]):
+        return lambda kind, reason, message: kube.post_event(body, kind, reason, message)
+
+    memo.mirroring = asyncio.create_task(
+        mirror_trainings(look, memo.settings.status_interval, emit_for, now),
+        name="status mirror",
     )
 
-    def look() -> tuple[dict[str, Any] | None, list[dict[str, Any]], bool]:
-        jobs = list(jobs_by_uid.get(uid, []))
-        return (
-            (jobs[-1] if jobs else None),
-            list(pods_by_uid.get(uid, [])),
-            bool(body.spec.get("suspend")),
-        )
 
-    await run_mirror(mirror, look, stopped, now)
+@kopf.on.cleanup()
+async def stop_mirroring(memo: kopf.Memo, **_: Any) -> None:
+    task = getattr(memo, "mirroring", None)
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def refuse(body: kopf.Body, patch: kopf.Patch, message: str, generation: int | None) -> None:

@@ -7,12 +7,13 @@ never reads Secrets: the trainer pod gets its credentials from secretKeyRefs.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 from collections.abc import Iterator
 from functools import cache
 from typing import Any
 
-from ict_api.spec import API_GROUP, API_VERSION, PLURAL
+from ict_api.spec import API_GROUP, API_VERSION, KIND, PLURAL
 
 log = logging.getLogger(__name__)
 MERGE_PATCH = "application/merge-patch+json"
@@ -36,6 +37,12 @@ def _api():
         kubernetes.client.CoreV1Api(client),
         kubernetes.client.CustomObjectsApi(client),
     )
+
+
+def connect() -> None:
+    """Imports the client and reads the configuration now (about 0.5 s of CPU), at startup,
+    rather than in the handler of the first resources, which would wait for it."""
+    _api()
 
 
 def _status_of(exc: Exception) -> int | None:
@@ -99,6 +106,36 @@ def patch_status(namespace: str, name: str, patch: dict[str, Any]) -> None:
         name,
         {"status": patch},
         _content_type=MERGE_PATCH,
+    )
+
+
+def post_event(body: dict[str, Any], kind: str, reason: str, message: str) -> None:
+    """A Kubernetes Event on the resource (what `kubectl describe` lists)."""
+    _, core, _ = _api()
+    meta = body["metadata"]
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    core.create_namespaced_event(
+        meta["namespace"],
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {
+                "apiVersion": body.get("apiVersion", f"{API_GROUP}/{API_VERSION}"),
+                "kind": body.get("kind", KIND),
+                "name": meta["name"],
+                "namespace": meta["namespace"],
+                "uid": meta["uid"],
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": "ict-operator"},
+            "reportingComponent": "ict-operator",
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        },
     )
 
 

@@ -469,3 +469,14 @@ def merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         elif key not in old or before != value:
             patch[key] = value
     return patch
+
+
+def without_empty(value: Any) -> Any:
+    """`value` with None, {} and [] left out of every mapping, at every level (0 and False
+    stay: they are values)."""
+    if not isinstance(value, dict):
+        return value
+    kept = {key: without_empty(item) for key, item in value.items()}
+    return {
+        key: item for key, item in kept.items() if item is not None and item != {} and item != []
+    }

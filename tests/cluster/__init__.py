@@ -23,13 +23,17 @@ Fixtures (tests/cluster/fixtures.py, imported by tests/conftest.py):
     .create_namespace(prefix) / .delete_namespace(name),
     .configure_node(**NodeSettings fields), .settings (current NodeSettings),
     .log_path(namespace, pod, container) (the file `kubectl logs` serves),
+    .requests() -> Counter of requests served by (client, verb, resource), the client being
+        the User-Agent's product ("kopf", "OpenAPI-Generator", "kubectl"),
     .store (the object store; touch it only through .call(fn), which runs fn on the
         cluster's thread).
 - `k8s_namespace`: a fresh namespace per test, deleted (pods killed) at teardown.
 - `k8s_env`: KUBECONFIG set for the test, also for an already imported kubernetes client
   and for kopf (`KopfRunner(["run", "--standalone", "-A", ...])`).
 - `fake_node`: `fake_node(capacity={"nvidia.com/gpu": "1", ...}, unpullable=[regex],
-  labels={...}, oom_exit_code=137, max_grace_s=3, backoff_s=0.2)`; restored after the test.
+  labels={...}, oom_exit_code=137, max_grace_s=3, backoff_s=0.2, path_prefix=[folder])`;
+  restored after the test. path_prefix puts folders before the venv's bin on pods' PATH (a
+  stand-in `ict` there replaces the real trainer, as bench/operator_scale.py does).
 
 Known gaps (a real cluster differs): no admission/validation against CRD schemas, no RBAC
 or authentication, no conversion between CRD versions, no managedFields (server-side apply

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import dataclasses
 import os
@@ -37,6 +38,7 @@ class Cluster:
         self.url = ""
         self.store: Store | None = None
         self.kubelet: Kubelet | None = None
+        self.api: ApiServer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping: asyncio.Event | None = None
@@ -64,7 +66,7 @@ class Cluster:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self.store = Store()
-        api = ApiServer(store=self.store)
+        api = self.api = ApiServer(store=self.store)
         async with api, kmock.Server(api) as http:
             self.kubelet = Kubelet(self.store, self.settings, self.root / "pods")
             api.logs = self.kubelet.read_log
@@ -151,6 +153,12 @@ class Cluster:
             return dataclasses.replace(self.settings)
 
         return self.call(apply)
+
+    def requests(self) -> collections.Counter[tuple[str, str, str]]:
+        """Requests served so far by (client, verb, resource), e.g. ("kopf", "watch", "pods")."""
+        api = self.api
+        assert api is not None
+        return self.call(lambda: collections.Counter(api.counts))
 
     def log_path(self, namespace: str, pod: str, container: str) -> Path:
         """The file a pod container's output goes to (what `kubectl logs` serves)."""

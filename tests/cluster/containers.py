@@ -18,14 +18,15 @@ import os
 import re
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 # Lookup of a Secret or ConfigMap by (kind, namespace, name); None when it does not exist.
 Lookup = Callable[[str, str, str], dict | None]
 # What a pod process inherits from the test process (never the developer's credentials).
-# PATH starts with the test interpreter's folder, so `ict` and `python` are the venv's.
+# PATH starts with the test interpreter's folder, so `ict` and `python` are the venv's
+# (after NodeSettings.path_prefix, where a test can put stand-ins).
 INHERITED = ("PATH", "LANG", "LC_ALL", "TZ", "PYTHONPATH", "VIRTUAL_ENV", "TMPDIR")
 
 
@@ -125,8 +126,13 @@ def _materialise(volume: dict, folder: Path, namespace: str, lookup: Lookup) -> 
                 (folder / file).write_text(content)
 
 
-def plan(pod: dict, container: dict, pod_dir: Path, lookup: Lookup) -> Plan:
-    """The local process for a container; raises ConfigError (kubelet message) when it cannot."""
+def plan(
+    pod: dict, container: dict, pod_dir: Path, lookup: Lookup, path_prefix: Sequence[str] = ()
+) -> Plan:
+    """The local process for a container; raises ConfigError (kubelet message) when it cannot.
+
+    `path_prefix`: folders searched for the command before the venv's bin (NodeSettings).
+    """
     namespace = pod["metadata"]["namespace"]
     env = resolve_env(pod, container, lookup)
     volumes = {v["name"]: v for v in pod["spec"].get("volumes") or []}
@@ -156,7 +162,9 @@ def plan(pod: dict, container: dict, pod_dir: Path, lookup: Lookup) -> Plan:
             f"container {container['name']!r} has no command: the emulated kubelet runs the "
             "command on the test machine and cannot run an image's entrypoint; set `command`"
         )
-    search_path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    search_path = os.pathsep.join(
+        [*path_prefix, str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+    )
     executable = shutil.which(argv[0], path=search_path)
     if executable is None:
         raise FileNotFoundError(f'exec: "{argv[0]}": executable file not found in $PATH: unknown')

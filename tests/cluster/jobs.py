@@ -16,6 +16,7 @@ import contextlib
 import copy
 import datetime
 import secrets
+import time
 from dataclasses import dataclass, field
 
 from tests.cluster.node import NodeSettings
@@ -160,33 +161,58 @@ def pod_for(job: dict) -> dict:
     }
 
 
+def _owners(obj: dict) -> set[str]:
+    return {ref.get("uid") for ref in obj["metadata"].get("ownerReferences") or []}
+
+
 class JobController:
     def __init__(self, store: Store, settings: NodeSettings) -> None:
         self.store, self.settings = store, settings
         self.jobs, self.pods = store.info("batch", "jobs"), store.info("", "pods")
         self._wake = asyncio.Event()
+        self._dirty: set[str] = set()  # uids of the Jobs changed since the last pass
         store.listeners.append(self._on_change)
 
     def _on_change(self, change: Change) -> None:
-        if change.info.key in (("batch", "jobs"), ("", "pods")):
-            self._wake.set()
+        if change.info.key == ("batch", "jobs"):
+            self._dirty.add(change.obj["metadata"]["uid"])
+        elif change.info.key == ("", "pods"):
+            self._dirty.update(_owners(change.obj))
+        else:
+            return
+        self._wake.set()
 
     async def run(self) -> None:
+        """Reconciles the Jobs a change touched at once, and every Job each TICK_S: one pass
+        costs O(jobs + pods), so that a few hundred Jobs do not saturate the cluster's loop."""
+        last_full = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_S)
             self._wake.clear()
-            for job in self.store.list(self.jobs, None):
-                with contextlib.suppress(ApiError):  # deleted meanwhile
-                    self.reconcile(job)
+            dirty, self._dirty = self._dirty, set()
+            full = time.monotonic() - last_full >= TICK_S
+            if full:
+                last_full = time.monotonic()
+            self._pass(None if full else dirty)
 
-    def reconcile(self, job: dict) -> None:
-        uid, namespace = job["metadata"]["uid"], job["metadata"]["namespace"]
-        pods = self.store.list(
-            self.pods,
-            namespace,
-            lambda p: any(r.get("uid") == uid for r in p["metadata"].get("ownerReferences", [])),
+    def _pass(self, only: set[str] | None) -> None:
+        """Reconciles the Jobs whose uids are in `only` (every Job when None)."""
+        jobs = self.store.list(
+            self.jobs, None, lambda j: only is None or j["metadata"]["uid"] in only
         )
+        uids = {job["metadata"]["uid"] for job in jobs}
+        pods: dict[str, list[dict]] = {uid: [] for uid in uids}
+        for pod in self.store.list(self.pods, None, lambda p: bool(uids & _owners(p))):
+            for uid in uids & _owners(pod):
+                pods[uid].append(pod)
+        for job in jobs:
+            with contextlib.suppress(ApiError):  # deleted meanwhile
+                self.reconcile(job, pods[job["metadata"]["uid"]])
+
+    def reconcile(self, job: dict, pods: list[dict]) -> None:
+        """One Job, given its pods: create or delete pods, write its status."""
+        namespace = job["metadata"]["namespace"]
         now = datetime.datetime.now(datetime.UTC)
         decision = decide(job, pods, now, self.settings.backoff_s)
         for name in decision.delete:
@@ -204,7 +230,8 @@ class JobController:
         if decision.event is not None:
             type_, reason, message = decision.event
             record_event(self.store, job, reason, message, type_, "job-controller")
-        self.store.update(
-            self.jobs, namespace, job["metadata"]["name"],
-            lambda j: {**j, "status": decision.status}, "status",
-        )  # fmt: skip
+        if decision.status != job.get("status"):  # most passes change nothing
+            self.store.update(
+                self.jobs, namespace, job["metadata"]["name"],
+                lambda j: {**j, "status": decision.status}, "status",
+            )  # fmt: skip

@@ -251,7 +251,7 @@ class Kubelet:
         """The container's process plan, waiting while its config is missing; or an exit code."""
         while True:
             try:
-                return containers.plan(pod, spec, run.dir, self._lookup)
+                return containers.plan(pod, spec, run.dir, self._lookup, self.settings.path_prefix)
             except containers.ConfigError as exc:
                 state = {"waiting": {"reason": "CreateContainerConfigError", "message": str(exc)}}
                 self._container(run, spec["name"], state=state)

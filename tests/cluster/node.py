@@ -33,6 +33,8 @@ class NodeSettings:
         SIGKILL exit status), as the kubelet reports a container the OOM killer ended.
     max_grace_s: cap on terminationGracePeriodSeconds, so tests never wait 30 s for a kill.
     backoff_s: delay before the job controller replaces a failed pod (Kubernetes: 10 s, doubling).
+    path_prefix: folders searched first for a container's command (and put first on its PATH),
+        before the venv's bin: a stand-in executable there replaces e.g. the real `ict`.
     """
 
     capacity: dict[str, str] = field(
@@ -43,6 +45,7 @@ class NodeSettings:
     oom_exit_code: int = 137
     max_grace_s: float = 3.0
     backoff_s: float = 0.2
+    path_prefix: list[str] = field(default_factory=list)
 
     def node_object(self) -> dict:
         labels = {"kubernetes.io/hostname": NODE_NAME, "kubernetes.io/os": "linux", **self.labels}

@@ -9,6 +9,7 @@ handler does not know fall through to kmock's reactions, so a test can still inj
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import re
@@ -66,10 +67,28 @@ def _parse_body(request: rendering.Request) -> Any:
         raise ApiError(400, "BadRequest", message) from exc
 
 
+def request_kind(method: str, params: dict[str, str], target: Target | None) -> tuple[str, str]:
+    """(verb, resource) as Kubernetes' audit log names them: ("watch", "pods"),
+    ("patch", "imageclassifiertrainings/status"), ("get", "pods/log"); discovery is one kind."""
+    if target is None:
+        return method.lower(), "discovery"
+    resource = target.info.plural + (f"/{target.subresource}" if target.subresource else "")
+    if method == "GET" and params.get("watch") in ("true", "1"):
+        return "watch", resource
+    unnamed = {"GET": "list", "DELETE": "deletecollection"}
+    verbs = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+    if target.name is None and method in unnamed:
+        return unnamed[method], resource
+    return verbs.get(method, method.lower()), resource
+
+
 @attrs.define(kw_only=True)
 class ApiServer(kmock.KubernetesScaffold):
     store: Store
     logs: LogSource | None = None  # the kubelet's log reader, set once it runs
+    # Requests served, by (client, verb, resource); the client is the User-Agent's product
+    # ("kopf", "OpenAPI-Generator", "kubectl"). Benchmarks read it through Cluster.requests().
+    counts: collections.Counter[tuple[str, str, str]] = attrs.field(factory=collections.Counter)
 
     async def __call__(self, raw: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         # kmock's own parsing fails on some paths (`/api/v1/namespaces`); this server routes
@@ -91,13 +110,20 @@ class ApiServer(kmock.KubernetesScaffold):
         try:
             discovery = self._discovery(path)
             if discovery is not None:
+                self._count(request, None)
                 return _json(discovery)
             target = self._target(path)
+            self._count(request, target)
             if target is None:
                 return await super()._handle(request)
             return await self._serve(request, target)
         except ApiError as exc:
             return _json(exc.status(), exc.code)
+
+    def _count(self, request: rendering.Request, target: Target | None) -> None:
+        client = request.headers.get("User-Agent", "").split("/")[0] or "unknown"
+        verb, resource = request_kind(request.method.value.upper(), request.params, target)
+        self.counts[client, verb, resource] += 1
 
     def _discovery(self, path: str) -> dict | None:
         registry = self.store.registry

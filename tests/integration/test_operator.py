@@ -142,6 +142,8 @@ def test_a_training_runs_to_success_across_an_operator_restart_and_is_cleaned_up
     apply(k8s, ns, training("cats", bucket, moto_s3.endpoint))
     seen: list[str] = []
     wait_phase(k8s, ns, "cats", "Running", seen)
+    # No finalizer: deleting a resource never waits for the operator (owner references clean up).
+    assert get(k8s, ns, "ict", "cats")["metadata"].get("finalizers") in (None, [])
     operator.stop()  # a restart in the middle of training
     operator.start()
     status = wait_phase(k8s, ns, "cats", "Succeeded", seen)
@@ -287,3 +289,15 @@ def test_operator_refuses_to_start_without_a_trainer_image(k8s):
     assert result.returncode == 2
     assert "no trainer image: pass --trainer-image" in result.stderr
     assert os.linesep.join(result.stderr.splitlines()).count("error:") == 1
+
+
+def test_a_resource_is_deleted_with_its_job_while_the_operator_is_down(
+    k8s, k8s_namespace, operator, bucket, moto_s3
+):
+    ns = k8s_namespace
+    apply(k8s, ns, training("orphan", bucket, moto_s3.endpoint, suspend=True))
+    wait_phase(k8s, ns, "orphan", "Suspended")
+    assert len(jobs_of(k8s, ns)) == 1
+    operator.stop()
+    k8s.kubectl("delete", "ict", "orphan", "-n", ns, "--timeout=30s")
+    eventually(lambda: not jobs_of(k8s, ns), 30, "the Job's garbage collection")

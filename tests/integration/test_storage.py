@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ResponseStreamingError
 
 from ict_api.spec import StorageSpec
 from ict_trainer import storage as storage_module
@@ -24,8 +25,8 @@ from ict_trainer.storage import (
     Store,
     content_etag,
     is_s3,
-    open_store,
 )
+from ict_trainer.stores import open_store
 from tests.conftest import S3Credentials, S3Server
 from tests.s3servers import free_ports
 
@@ -363,6 +364,38 @@ def test_missing_object_names_its_uri(backend: Backend, tmp_path: Path) -> None:
         backend.store.download("nope/x.bin", tmp_path / "x.bin")
     assert repr(uri) in str(info.value)
     assert not (tmp_path / "x.bin").exists()
+
+
+def test_a_download_cut_short_is_fetched_again_and_a_wrong_size_never_lands(
+    moto_s3: S3Server, aws_env, make_bucket, tmp_path: Path, monkeypatch
+) -> None:
+    aws_env(moto_s3.endpoint, moto_s3.credentials)
+    store = open_store(f"s3://{make_bucket(moto_s3)}/p")
+    store.put_bytes("a/x.bin", b"0123456789")
+    real_get = store.client.get_object
+    calls = []
+
+    def flaky_get(**kwargs):
+        calls.append(kwargs["Key"])
+        response = real_get(**kwargs)
+        if len(calls) == 1:  # the first body breaks off mid-transfer
+            response["Body"].read = lambda *args: (_ for _ in ()).throw(
+                ResponseStreamingError(error="connection reset")
+            )
+        return response
+
+    monkeypatch.setattr(store.client, "get_object", flaky_get)
+    stats = store.sync_down("", tmp_path / "mirror")
+    assert (stats.downloaded, len(calls)) == (1, 2)
+    assert (tmp_path / "mirror" / "a" / "x.bin").read_bytes() == b"0123456789"
+
+    # The object changed between listing and reading: nothing is renamed into place.
+    (listed,) = store.list()
+    stale = ObjectInfo(listed.key, listed.size + 1, "stale")
+    with pytest.raises(StorageError, match="came back with 10 bytes where its listing says 11"):
+        store.sync_down("", tmp_path / "other", [stale])
+    assert not (tmp_path / "other" / "a" / "x.bin").exists()
+    assert tmp_files(tmp_path / "other") == []
 
 
 # -- pagination ---------------------------------------------------------------------------------

@@ -133,6 +133,12 @@ def test_bottleneck_caches_features_and_the_second_run_computes_none(
     metrics = json.loads((tmp_path / "b" / "metrics.json").read_text())
     assert metrics["cacheHit"] is True
     assert "features" not in metrics["durations"]
+    # The hit builds the backbone after the head, the miss before: same weights, same numbers.
+    first_metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["history"].keys() == first_metrics["history"].keys()
+    for name, values in first_metrics["history"].items():
+        assert metrics["history"][name] == pytest.approx(values, rel=1e-5), name
+    assert {p.name for p in (tmp_path / "b").iterdir()} >= ARTIFACTS
     assert metrics["backbone"] == "mobilenet_v2"
     assert keras.saving.load_model(tmp_path / "b" / "model.keras").input_shape[1:] == (64, 64, 3)
 

@@ -9,7 +9,7 @@ from ict_trainer import termination
 from ict_trainer.checkpoints import STATE, Checkpoints
 from ict_trainer.errors import OutputError
 from ict_trainer.progress import Reporter, clean_metrics
-from ict_trainer.storage import open_store
+from ict_trainer.stores import open_store
 
 INPUTS = {"dataset": "fingerprint-1", "weights": "none@keras"}
 

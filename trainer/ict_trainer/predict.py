@@ -21,7 +21,8 @@ from ict_trainer.errors import DataError, IctError, ModelError
 from ict_trainer.pipeline import AUTOTUNE, decode_image, load_image
 from ict_trainer.progress import Reporter
 from ict_trainer.sources import DataSource, local_copy_dir
-from ict_trainer.storage import is_s3, open_store
+from ict_trainer.storage import is_s3
+from ict_trainer.stores import open_store
 
 log = logging.getLogger(__name__)
 

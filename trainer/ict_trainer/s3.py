@@ -1,12 +1,14 @@
 """S3Store: the Store interface over an S3-compatible bucket (AWS, MinIO, Ceph, SeaweedFS).
 
 Retries of transient failures (5xx, throttling, connection resets) are botocore's standard retry
-mode and s3transfer's own download retries; nothing here loops on errors.
+mode and s3transfer's for uploads; the one loop here fetches again a download whose body was cut
+short (the errors s3transfer retries), which botocore's retries do not cover.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import boto3
@@ -22,7 +24,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from s3transfer.exceptions import RetriesExceededError
-from s3transfer.subscribers import BaseSubscriber
+from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
 
 from ict_api.spec import StorageSpec
 from ict_trainer.errors import StorageError
@@ -35,6 +37,9 @@ from ict_trainer.storage import (
     temp_path,
 )
 
+# Tries of one GET whose body is cut short (s3transfer's default for downloads).
+_BODY_ATTEMPTS = 5
+_CHUNK = 1 << 20
 _CREDENTIALS_FIX = (
     "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) to a key pair of that "
     "server; in a cluster, name a Secret holding them in spec.storage.credentialsSecret"
@@ -65,16 +70,6 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, check_key(prefix.rstrip("/"), uri, allow_empty=True)
 
 
-class _KnownSize(BaseSubscriber):
-    """Hands s3transfer the size from our listing, which saves one HEAD request per object."""
-
-    def __init__(self, size: int):
-        self._size = size
-
-    def on_queued(self, future, **kwargs) -> None:
-        future.meta.provide_transfer_size(self._size)
-
-
 class S3Store(Store):
     """Objects below s3://bucket/prefix. Credentials come from boto3's usual lookup and are
     held only inside the boto3 client.
@@ -98,7 +93,7 @@ class S3Store(Store):
         config = Config(
             retries={"mode": "standard", "max_attempts": max_attempts},
             s3={"addressing_style": storage.addressing_style.value},
-            # s3transfer runs max_concurrency requests at once; each needs a pooled connection.
+            # max_concurrency requests run at once; each needs a pooled connection.
             max_pool_connections=max_concurrency + 4,
             # botocore >= 1.36 sends CRC checksums by default, which several S3-compatible
             # servers reject or mishandle; ask for them only where S3 requires one.
@@ -309,37 +304,51 @@ class S3Store(Store):
             raise self._error(exc, "deleting", prefix) from exc
 
     def _download_many(self, jobs: list[DownloadJob]) -> tuple[list[DownloadJob], Exception | None]:
-        done: list[DownloadJob] = []
-        first_error: Exception | None = None
+        # One GetObject per object from a thread pool: 1.5x the objects/s of s3transfer's
+        # manager for dataset-sized files (bench/RESULTS.md), whose per-object futures and IO
+        # queue cost more than the transfer. Requests keep botocore's retries; a body cut short
+        # is fetched again, as s3transfer does.
         try:
             for _, _, dest in jobs:
                 dest.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             return [], StorageError(f"cannot create {str(exc.filename)!r}: {exc.strerror}")
-        with create_transfer_manager(self.client, self._transfer_config()) as manager:
-            pending = []
-            for job in jobs:
-                key, size, dest = job
-                # s3transfer renames its own temporary file into place; ours keeps that file
-                # hidden from listings of the folder while it is being written.
-                tmp = temp_path(dest)
-                future = manager.download(
-                    self.bucket,
-                    self._full(key),
-                    str(tmp),
-                    subscribers=[_KnownSize(size)] if size is not None else None,
-                )
-                pending.append((job, tmp, future))
-            for job, tmp, future in pending:
+        with ThreadPoolExecutor(max_workers=max(1, min(self.max_concurrency, len(jobs)))) as pool:
+            errors = list(pool.map(self._download_one, jobs))
+        done = [job for job, error in zip(jobs, errors, strict=True) if error is None]
+        return done, next((error for error in errors if error is not None), None)
+
+    def _download_one(self, job: DownloadJob) -> StorageError | None:
+        """Fetches one object into a hidden temporary file, renamed into place once its size is
+        the listed one; returns the failure rather than raising it."""
+        key, size, dest = job
+        tmp = temp_path(dest)
+        try:
+            for attempt in range(1, _BODY_ATTEMPTS + 1):
                 try:
-                    future.result()
-                    os.replace(tmp, job[2])
-                    done.append(job)
-                except Exception as exc:
-                    tmp.unlink(missing_ok=True)
-                    if first_error is None:
-                        first_error = self._error(exc, "reading", job[0])
-        return done, first_error
+                    body = self.client.get_object(Bucket=self.bucket, Key=self._full(key))["Body"]
+                    try:
+                        # StreamingBody's own reads: they raise on a body shorter than announced.
+                        with open(tmp, "wb") as out:
+                            for chunk in body.iter_chunks(_CHUNK):
+                                out.write(chunk)
+                    finally:
+                        body.close()
+                    break
+                except S3_RETRYABLE_DOWNLOAD_ERRORS:
+                    if attempt == _BODY_ATTEMPTS:
+                        raise
+            written = tmp.stat().st_size
+            if size is not None and written != size:
+                raise StorageError(
+                    f"{self._join(key)!r} came back with {written} bytes where its listing says "
+                    f"{size}: it changed while being read; run again"
+                )
+            os.replace(tmp, dest)
+            return None
+        except Exception as exc:
+            tmp.unlink(missing_ok=True)
+            return self._error(exc, "reading", key)
 
     def _upload_many(self, jobs: list[tuple[Path, str]]) -> None:
         if not jobs:

@@ -18,7 +18,8 @@ from ict_trainer.data import Dataset, check_image, load_dataset, plan_dataset
 from ict_trainer.errors import DataError, ModelError
 from ict_trainer.features import dataset_fingerprint
 from ict_trainer.progress import Reporter
-from ict_trainer.storage import is_s3, open_store
+from ict_trainer.storage import is_s3
+from ict_trainer.stores import open_store
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
@@ -20,19 +19,14 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from ict_trainer.errors import StorageError
-
-if TYPE_CHECKING:
-    from ict_api.spec import StorageSpec
 
 log = logging.getLogger(__name__)
 
 SYNC_INDEX = ".ict-sync.json"
 TMP_PREFIX = ".ict-tmp-"
 _INDEX_VERSION = 1
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 # (key relative to the store root, size if known, local destination)
 DownloadJob = tuple[str, int | None, Path]
@@ -470,17 +464,3 @@ class LocalStore(Store):
             ]
         for future in futures:
             future.result()
-
-
-def open_store(uri: str, storage: StorageSpec | None = None) -> Store:
-    if is_s3(uri):
-        from ict_trainer.s3 import S3Store  # boto3 is loaded only when a bucket is used
-
-        return S3Store(uri, storage)
-    scheme = _SCHEME.match(uri)
-    if scheme and scheme.group(1).lower() != "file":
-        raise StorageError(
-            f"unsupported location {uri!r}: use a local path or s3://bucket/prefix "
-            "(other S3-compatible stores are reached with s3:// and storage.endpoint)"
-        )
-    return LocalStore(uri)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -223,8 +225,16 @@ def train_scratch(ctx: RunContext) -> TrainResult:
     return result
 
 
+def seed_builds(seed: int, model: str) -> None:
+    """Seeds Python's random, from which Keras draws the seeds of unseeded initializers, from
+    the run's seed and the model about to be built: its initial weights then do not depend on
+    what was built before it (a cache hit builds the head first, a miss the backbone)."""
+    random.seed(f"{seed}:{model}")
+
+
 def _extractor(ctx: RunContext) -> tuple[keras.Model, keras.Model]:
     spec = ctx.spec.model
+    seed_builds(ctx.spec.training.seed, "backbone")
     base = backbones.build_base(spec.backbone, ctx.image_size, ctx.weights, spec.alpha)
     extractor = models.build_feature_extractor(
         base, backbones.preprocessing_layer(spec.backbone), spec.pooling
@@ -232,8 +242,9 @@ def _extractor(ctx: RunContext) -> tuple[keras.Model, keras.Model]:
     return base, extractor
 
 
-def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainResult):
-    """Features and labels of both splits, from the cache when it holds them."""
+def bottleneck_features(ctx: RunContext, extractor: Callable[[], keras.Model], result: TrainResult):
+    """Features and labels of both splits, from the cache when it holds them; the extractor
+    is asked for only when they are computed."""
     key = None
     if ctx.cache is not None:
         spec = ctx.spec.model
@@ -257,7 +268,7 @@ def bottleneck_features(ctx: RunContext, extractor: keras.Model, result: TrainRe
     for split in ("train", "validation"):
         samples = getattr(dataset, split)
         images = ctx.unlabelled(samples)
-        features = extractor.predict(images, verbose=ctx.reporter.keras_verbose)
+        features = extractor().predict(images, verbose=ctx.reporter.keras_verbose)
         # float32 whatever the precision policy: a hit and a miss then train on the same numbers.
         arrays[f"{split}_features"] = np.asarray(features, dtype=np.float32)
         arrays[f"{split}_labels"] = encode_labels([s.label for s in samples], ctx.num_classes)
@@ -292,10 +303,13 @@ def _adopt_checked_files(dataset: Dataset, arrays: dict, manifest: dict) -> None
     dataset.skipped = [(dataset.root / path, why) for path, why in manifest.get("skipped", [])]
 
 
-def _train_head(ctx: RunContext, extractor: keras.Model, result: TrainResult) -> keras.Model:
+def _train_head(
+    ctx: RunContext, extractor: Callable[[], keras.Model], result: TrainResult
+) -> keras.Model:
     spec = ctx.spec
     arrays = bottleneck_features(ctx, extractor, result)
 
+    seed_builds(spec.training.seed, "head")
     with ctx.distribution.scope():
         head = models.build_head(
             arrays["train_features"].shape[1:],
@@ -326,12 +340,20 @@ def _train_head(ctx: RunContext, extractor: keras.Model, result: TrainResult) ->
 
 
 def train_bottleneck(ctx: RunContext) -> TrainResult:
+    """The backbone is built once: before the features on a cache miss, after the head on a
+    hit (only model.keras needs it then)."""
     result = TrainResult()
-    with ctx.distribution.scope():
-        _, extractor = _extractor(ctx)
+
+    @functools.cache
+    def extractor() -> keras.Model:
+        with ctx.distribution.scope():
+            return _extractor(ctx)[1]
+
     head = _train_head(ctx, extractor, result)
+    started = time.monotonic()
     with ctx.distribution.scope():
-        result.model = models.build_classifier(extractor, head)
+        result.model = models.build_classifier(extractor(), head)
+    result.durations["classifier"] = round(time.monotonic() - started, 3)
     return result
 
 
@@ -345,7 +367,7 @@ def train_finetune(ctx: RunContext) -> TrainResult:
             spec.model.backbone, spec.fine_tune.blocks, spec.fine_tune.layers
         )
         result.unfrozen_layers = backbones.unfreeze(base, patterns)
-    head = _train_head(ctx, extractor, result)
+    head = _train_head(ctx, lambda: extractor, result)
     with ctx.distribution.scope():
         model = models.build_classifier(extractor, head)
         ctx.compile(model, spec.fine_tune)

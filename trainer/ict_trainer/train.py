@@ -15,7 +15,8 @@ from ict_trainer.errors import ModelError
 from ict_trainer.features import FeatureCache, fingerprint_digest
 from ict_trainer.progress import Reporter
 from ict_trainer.sources import DataSource, cache_root, check_locations, fetch_weights
-from ict_trainer.storage import is_s3, open_store
+from ict_trainer.storage import is_s3
+from ict_trainer.stores import open_store
 from ict_trainer.strategies import STRATEGIES, RunContext, validation_predictions
 from ict_trainer.termination import write_termination_message
 
