@@ -74,6 +74,11 @@ class Optimizer(StrEnum):
     SGD = "sgd"
 
 
+class Schedule(StrEnum):
+    CONSTANT = "constant"
+    COSINE = "cosine"
+
+
 class MixedPrecision(StrEnum):
     AUTO = "auto"
     ON = "on"
@@ -324,6 +329,18 @@ class AugmentationSpec(SpecModel):
     cval: float = Field(
         default=0.0, ge=0.0, le=255.0, description="Fill value when fillMode is constant."
     )
+    feature_passes: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description=(
+            "Augmented passes of the training images through the frozen backbone (bottleneck, "
+            "and finetune's head stage): the head trains on their features as well as on the "
+            "images' own, all cached (the cache key holds these options, the passes and "
+            "training.seed). Ignored by scratch, which augments every epoch. "
+            + unset_means("augmentation.featurePasses")
+        ),
+    )
     rescale: float | None = Field(
         default=None,
         gt=0.0,
@@ -363,6 +380,17 @@ class FineTuneSpec(SpecModel):
         default=1e-4, gt=0.0, le=1.0, description="Learning rate; keep it small."
     )
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD momentum.")
+    schedule: Schedule = Field(
+        default=Schedule.COSINE,
+        description=(
+            "Learning rate over the stage: cosine rises linearly from 0 to learningRate over "
+            "warmupEpochs (the head's gradients then do not jolt the unfrozen blocks), then "
+            "decays to 0 along a cosine by the stage's last epoch; constant keeps learningRate."
+        ),
+    )
+    warmup_epochs: int = Field(
+        default=1, ge=0, le=100, description="Epochs of linear warm-up of the cosine schedule."
+    )
 
 
 class Toleration(SpecModel):

@@ -1,4 +1,5 @@
-"""Bottleneck features: computed once per (dataset content, backbone, weights, size, pooling).
+"""Bottleneck features: computed once per (dataset content, backbone, weights, size, pooling,
+augmented passes).
 
 An entry is bottleneck/<key>/ holding one .npy per array and manifest.json. The manifest is
 written last, so an entry without one is incomplete and is never read. Features are stored as
@@ -67,7 +68,12 @@ def cache_key(
     weights: str,
     image_size: int,
     pooling: str,
+    feature_passes: int = 0,
+    augmentation: dict | None = None,
 ) -> str:
+    """The entry's name: a digest of everything its features depend on. `augmentation` (the
+    augmentation options and the seed that drew them) matters only with feature_passes > 0,
+    and keys without passes are those of before."""
     material = {
         "images": fingerprint,
         "backbone": backbone,
@@ -77,6 +83,8 @@ def cache_key(
         "pooling": pooling,
         "preprocessing": PREPROCESSING_VERSION,
     }
+    if feature_passes:
+        material["featurePasses"] = {"passes": feature_passes, "augmentation": augmentation}
     encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()[:32]
 
