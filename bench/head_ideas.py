@@ -39,6 +39,7 @@ def compute_features(path: Path, data: Path, weights: Path, passes: int) -> dict
     if path.exists():
         return dict(np.load(path))
     dataset = load_dataset(data, None, seed=1)
+    classes = len(dataset.class_names)
     base = backbones.build_base(Backbone.MOBILENET_V2, 224, str(weights), 0.35)
     extractor = models.build_feature_extractor(
         base, backbones.preprocessing_layer(Backbone.MOBILENET_V2), Pooling.AVG
@@ -47,8 +48,8 @@ def compute_features(path: Path, data: Path, weights: Path, passes: int) -> dict
     arrays, started = {}, time.monotonic()
     for split in ("train", "validation"):
         samples = getattr(dataset, split)
-        images = image_dataset(samples, 2, 224, 32, with_labels=False)
-        arrays[f"{split}_labels"] = encode_labels([s.label for s in samples], 2)
+        images = image_dataset(samples, classes, 224, 32, with_labels=False)
+        arrays[f"{split}_labels"] = encode_labels([s.label for s in samples], classes)
         arrays[f"{split}_clean"] = extractor.predict(images, verbose=0)
         arrays[f"{split}_flip"] = extractor.predict(
             images.map(lambda x: tf.reverse(x, axis=[2])), verbose=0
@@ -96,18 +97,16 @@ def train_head(
         h = keras.layers.Dense(units, activation="relu")(h)
     if dropout:
         h = keras.layers.Dropout(dropout)(h)
-    out = keras.layers.Dense(1, activation="sigmoid")(h)
+    binary = y.shape[1] == 1
+    out = keras.layers.Dense(y.shape[1], activation="sigmoid" if binary else "softmax")(h)
     model = keras.Model(inputs, out)
     opt = {
         "rmsprop": lambda: keras.optimizers.RMSprop(lr),
         "adam": lambda: keras.optimizers.Adam(lr),
         "adamw": lambda: keras.optimizers.AdamW(lr, weight_decay=weight_decay),
     }[optimizer]()
-    model.compile(
-        opt,
-        keras.losses.BinaryCrossentropy(label_smoothing=smoothing),
-        metrics=[keras.metrics.BinaryAccuracy(name="accuracy")],
-    )
+    loss = keras.losses.BinaryCrossentropy if binary else keras.losses.CategoricalCrossentropy
+    model.compile(opt, loss(label_smoothing=smoothing))
     stop = keras.callbacks.EarlyStopping(patience=patience, restore_best_weights=True)
     history = model.fit(
         x,
@@ -119,13 +118,14 @@ def train_head(
         verbose=0,
         shuffle=True,
     )
-    p = model.predict(vx, verbose=0)[:, 0]
+    p = model.predict(vx, verbose=0)
     if tta is not None:
-        p = (p + model.predict(tta, verbose=0)[:, 0]) / 2
-    eps = 1e-7
-    loss = -np.mean(vy[:, 0] * np.log(p + eps) + (1 - vy[:, 0]) * np.log(1 - p + eps))
+        p = (p + model.predict(tta, verbose=0)) / 2
+    if binary:  # as two columns, so that one formula serves both
+        p, vy = np.concatenate([1 - p, p], axis=1), np.concatenate([1 - vy, vy], axis=1)
+    loss = -np.mean(np.sum(vy * np.log(p + 1e-7), axis=1))
     return {
-        "acc": float(np.mean((p > 0.5) == (vy[:, 0] > 0.5))),
+        "acc": float(np.mean(p.argmax(axis=1) == vy.argmax(axis=1))),
         "loss": float(loss),
         "epochs": len(history.history["loss"]),
         "best": stop.best_epoch + 1,
@@ -161,6 +161,23 @@ def ideas(a: dict) -> dict:
         ),
         "lr1e-4": (stack(clean), {"lr": 1e-4}),
         "passes4+lr1e-4": (stack(clean, *aug), {"lr": 1e-4}),
+        "passes4+flip+linear": (stack(clean, flip, *aug), {"units": 0, "dropout": 0.0}),
+        "passes4+linear+lr1e-4": (stack(clean, *aug), {"units": 0, "dropout": 0.0, "lr": 1e-4}),
+        "passes4+linear+smooth0.1": (
+            stack(clean, *aug),
+            {"units": 0, "dropout": 0.0, "smoothing": 0.1},
+        ),
+        "passes4+linear+adamw": (
+            stack(clean, *aug),
+            {"units": 0, "dropout": 0.0, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.05},
+        ),
+        "passes4+linear+tta": (
+            stack(clean, *aug),
+            {"units": 0, "dropout": 0.0, "tta": a["validation_flip"]},
+        ),
+        "passes2+linear": (stack(clean, *aug[:2]), {"units": 0, "dropout": 0.0}),
+        "passes2+smooth0.1": (stack(clean, *aug[:2]), {"smoothing": 0.1}),
+        "passes1+smooth0.1": (stack(clean, aug[0]), {"smoothing": 0.1}),
         "passes4+dropout0.7": (stack(clean, *aug), {"dropout": 0.7}),
     }
 
@@ -169,11 +186,13 @@ def main() -> None:
     import numpy as np
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--features", type=Path, default=Path("/tmp/ict-head-ideas.npz"))
+    parser.add_argument("--data", type=Path, default=DATA, help="train/ and validation/ folders")
+    parser.add_argument("--features", type=Path, help="cache file (default: /tmp, per --data)")
     parser.add_argument("--only", default="")
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
-    arrays = compute_features(args.features, DATA, WEIGHTS, PASSES)
+    features = args.features or Path(f"/tmp/ict-head-ideas-{args.data.name}.npz")
+    arrays = compute_features(features, args.data, WEIGHTS, PASSES)
     chosen = [n for n in args.only.split(",") if n]
     for name, ((x, y), options) in ideas(arrays).items():
         if chosen and name not in chosen:

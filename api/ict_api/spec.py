@@ -272,8 +272,12 @@ class TrainingSpec(SpecModel):
     batch_size: int = Field(default=32, ge=1, le=4096, description="Images per step.")
     optimizer: Optimizer = Field(default=Optimizer.RMSPROP, description="Optimizer.")
     learning_rate: float = Field(default=1e-3, gt=0.0, le=10.0, description="Learning rate.")
-    label_smoothing: float = Field(
-        default=0.0, ge=0.0, lt=1.0, description="Label smoothing of the cross-entropy loss."
+    label_smoothing: float | None = Field(
+        default=None,
+        ge=0.0,
+        lt=1.0,
+        description="Label smoothing of the cross-entropy loss. "
+        + unset_means("training.labelSmoothing"),
     )
     seed: int = Field(
         default=1337, ge=0, le=2**31 - 1, description="Seed of shuffling, splits and weights."
