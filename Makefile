@@ -48,7 +48,14 @@ lint: setup
 test: lint
 	$(PY) -m pytest -q
 
-bench: setup
+# The five-class set of `make bench`: Fashion-MNIST from Debian (installed, or downloaded here).
+$(WORK)/fashion5: | $(VENV)/.installed
+	test -d /usr/share/datasets/fashion-mnist || ls $(WORK)/dataset-fashion-mnist_*.deb \
+		|| (mkdir -p $(WORK) && cd $(WORK) && apt-get download dataset-fashion-mnist)
+	$(PY) bench/fashion_subset.py $@ $(if $(wildcard /usr/share/datasets/fashion-mnist),, \
+		--deb $$(ls $(WORK)/dataset-fashion-mnist_*.deb | head -1))
+
+bench: setup $(WORK)/fashion5
 	# tf_keras must match TensorFlow's minor version, or pip swaps TensorFlow for another.
 	$(PY) -m pip install -q scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	$(PY) bench/blog_table.py

@@ -79,6 +79,11 @@ class ImageCache(StrEnum):
     DISK = "disk"
 
 
+class Schedule(StrEnum):
+    CONSTANT = "constant"
+    COSINE = "cosine"
+
+
 class MixedPrecision(StrEnum):
     AUTO = "auto"
     ON = "on"
@@ -282,8 +287,12 @@ class TrainingSpec(SpecModel):
     batch_size: int = Field(default=32, ge=1, le=4096, description="Images per step.")
     optimizer: Optimizer = Field(default=Optimizer.RMSPROP, description="Optimizer.")
     learning_rate: float = Field(default=1e-3, gt=0.0, le=10.0, description="Learning rate.")
-    label_smoothing: float = Field(
-        default=0.0, ge=0.0, lt=1.0, description="Label smoothing of the cross-entropy loss."
+    label_smoothing: float | None = Field(
+        default=None,
+        ge=0.0,
+        lt=1.0,
+        description="Label smoothing of the cross-entropy loss. "
+        + unset_means("training.labelSmoothing"),
     )
     seed: int = Field(
         default=1337, ge=0, le=2**31 - 1, description="Seed of shuffling, splits and weights."
@@ -341,6 +350,18 @@ class AugmentationSpec(SpecModel):
     cval: float = Field(
         default=0.0, ge=0.0, le=255.0, description="Fill value when fillMode is constant."
     )
+    feature_passes: int | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        description=(
+            "Augmented passes of the training images through the frozen backbone (bottleneck, "
+            "and finetune's head stage): the head trains on their features as well as on the "
+            "images' own, all cached (the cache key holds these options, the passes and "
+            "training.seed). Ignored by scratch, which augments every epoch. "
+            + unset_means("augmentation.featurePasses")
+        ),
+    )
     rescale: float | None = Field(
         default=None,
         gt=0.0,
@@ -380,6 +401,18 @@ class FineTuneSpec(SpecModel):
         default=1e-4, gt=0.0, le=1.0, description="Learning rate; keep it small."
     )
     momentum: float = Field(default=0.9, ge=0.0, lt=1.0, description="SGD momentum.")
+    schedule: Schedule = Field(
+        default=Schedule.CONSTANT,
+        description=(
+            "Learning rate over the stage: constant keeps learningRate; cosine rises linearly "
+            "from 0 to learningRate over warmupEpochs, then decays to 0 along a cosine by the "
+            "stage's last epoch (measured on cats-dogs: same accuracy as constant, stopped "
+            "sooner; bench/RESULTS.md)."
+        ),
+    )
+    warmup_epochs: int = Field(
+        default=1, ge=0, le=100, description="Epochs of linear warm-up of the cosine schedule."
+    )
 
 
 class Toleration(SpecModel):

@@ -46,6 +46,7 @@ def test_early_stopping_publishes_the_best_epoch_not_the_last(tmp_path, capsys):
         "--set", "training.earlyStopping.patience=2",
         "--set", "training.optimizer=adam",
         "--set", "training.learningRate=0.01",
+        "--set", "training.labelSmoothing=0",  # validation_loss is the plain cross-entropy
     )  # fmt: skip
     assert code == 0, err
     metrics = json.loads((output / "metrics.json").read_text())
@@ -74,7 +75,9 @@ def test_finetuning_that_hurts_keeps_the_head(tmp_path, capsys, caplog):
         "--output", str(output),
         "--set", "model.alpha=0.25",
         "--set", "fineTune.epochs=2",
-        "--set", "fineTune.learningRate=1.0",  # ruins the backbone on purpose
+        "--set", "fineTune.learningRate=1.0",  # ruins the backbone on purpose...
+        "--set", "fineTune.schedule=constant",  # ...from the first step, without warm-up
+        "--set", "training.labelSmoothing=0",  # validation_loss is the plain cross-entropy
         "--set", "fineTune.layers=conv_dw_13,conv_pw_13,conv_dw_12,conv_pw_12",
     )  # fmt: skip
     assert code == 0, err

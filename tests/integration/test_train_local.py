@@ -126,6 +126,9 @@ def test_bottleneck_caches_features_and_the_second_run_computes_none(
     assert events(first, "features")[0]["cacheHit"] is False
     entries = list((private_cache / "bottleneck").iterdir())
     assert len(entries) == 1 and (entries[0] / "manifest.json").is_file()
+    # The default augmented passes of the 24 training images are cached with them.
+    augmented = np.load(entries[0] / "train_augmented_features.npy")
+    assert augmented.shape == (4 * 24, *np.load(entries[0] / "train_features.npy").shape[1:])
 
     code, second, _ = train(capsys, "-f", str(spec), *args, "--output", str(tmp_path / "b"))
     assert code == 0
@@ -150,6 +153,21 @@ def test_bottleneck_caches_features_and_the_second_run_computes_none(
     finally:
         (cats_dogs / "train" / "cats" / "extra.jpg").unlink()
     assert events(third, "features")[0]["cacheHit"] is False
+
+    # Another number of passes is another entry.
+    code, fourth, _ = train(
+        capsys,
+        "-f",
+        str(spec),
+        *args,
+        "--output",
+        str(tmp_path / "d"),
+        "--set",
+        "augmentation.featurePasses=1",
+    )
+    assert code == 0
+    assert events(fourth, "features")[0]["cacheHit"] is False
+    assert len(list((private_cache / "bottleneck").iterdir())) == 3
 
 
 def test_finetune_trains_head_then_top_block(cats_dogs, tmp_path, capsys):

@@ -4,11 +4,12 @@ import keras
 import numpy as np
 import pytest
 
-from ict_api.spec import AugmentationSpec, Backbone, FillMode, Pooling
+from ict_api.spec import AugmentationSpec, Backbone, FillMode, Pooling, Schedule
 from ict_trainer import backbones, models
 from ict_trainer.augment import RandomAffine, build_augmenter
 from ict_trainer.errors import ModelError
 from ict_trainer.features import cache_key
+from ict_trainer.strategies import head_training_rows
 from tests.helpers import MOBILENET, MOBILENET_V2
 
 
@@ -217,6 +218,7 @@ IMAGES = [["train", "cats", "cats/1.jpg", 10, "e1"], ["validation", "dogs", "dog
 
 def test_cache_key_is_stable():
     assert cache_key(IMAGES, **BASE_KEY) == cache_key([list(r) for r in IMAGES], **BASE_KEY)
+    assert cache_key(IMAGES, **BASE_KEY) == cache_key(IMAGES, **BASE_KEY, precision="float32")
     assert len(cache_key(IMAGES, **BASE_KEY)) == 32
 
 
@@ -228,10 +230,48 @@ def test_cache_key_is_stable():
         {"weights": "sha256:bb"},
         {"image_size": 224},
         {"pooling": "flatten"},
+        {"precision": "bfloat16"},
     ],
 )
 def test_cache_key_changes_with_each_setting(change):
     assert cache_key(IMAGES, **{**BASE_KEY, **change}) != cache_key(IMAGES, **BASE_KEY)
+
+
+AUGMENTATION = {"rotationRange": 20.0, "horizontalFlip": True, "seed": 1}
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"feature_passes": 2},
+        {"augmentation": {**AUGMENTATION, "rotationRange": 10.0}},
+        {"augmentation": {**AUGMENTATION, "seed": 2}},
+    ],
+)
+def test_cache_key_changes_with_the_augmented_passes(change):
+    passes = {**BASE_KEY, "feature_passes": 4, "augmentation": AUGMENTATION}
+    assert cache_key(IMAGES, **{**passes, **change}) != cache_key(IMAGES, **passes)
+    assert cache_key(IMAGES, **passes) != cache_key(IMAGES, **BASE_KEY)
+
+
+def test_without_passes_the_augmentation_is_not_part_of_the_key():
+    unaugmented = {**BASE_KEY, "feature_passes": 0}
+    assert cache_key(IMAGES, **unaugmented, augmentation=AUGMENTATION) == cache_key(
+        IMAGES, **BASE_KEY
+    )
+
+
+def test_the_head_trains_on_the_images_then_each_augmented_pass():
+    arrays = {
+        "train_features": np.array([[1.0], [2.0]], np.float32),
+        "train_labels": np.array([[0.0], [1.0]], np.float32),
+        "train_augmented_features": np.array([[3.0], [4.0], [5.0], [6.0]], np.float32),
+    }
+    features, labels = head_training_rows(arrays)
+    assert features[:, 0].tolist() == [1, 2, 3, 4, 5, 6]
+    assert labels[:, 0].tolist() == [0, 1, 0, 1, 0, 1]
+    del arrays["train_augmented_features"]
+    assert head_training_rows(arrays)[0][:, 0].tolist() == [1, 2]
 
 
 @pytest.mark.parametrize(
@@ -276,3 +316,16 @@ def test_a_bfloat16_model_keeps_float32_outputs_and_saves_loads_and_predicts(tmp
     assert predicted.dtype == np.float32
     np.testing.assert_allclose(predicted, expected, atol=1e-6)
     np.testing.assert_allclose(predicted.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    schedule = models.learning_rate_schedule(Schedule.COSINE, 1e-3, steps=100, warmup_steps=10)
+    rates = [float(schedule(step)) for step in (0, 5, 10, 55, 100)]
+    assert rates[0] == 0.0
+    assert rates[1] == pytest.approx(5e-4)
+    assert rates[2] == pytest.approx(1e-3)
+    assert rates[2] > rates[3] > rates[4]
+    assert rates[4] == pytest.approx(0.0, abs=1e-9)
+    no_warmup = models.learning_rate_schedule(Schedule.COSINE, 1e-3, steps=10, warmup_steps=0)
+    assert float(no_warmup(0)) == pytest.approx(1e-3)
+    assert models.learning_rate_schedule(Schedule.CONSTANT, 1e-3, steps=100) == 1e-3

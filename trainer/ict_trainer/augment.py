@@ -138,3 +138,16 @@ def build_augmenter(spec: AugmentationSpec, seed: int) -> RandomAffine | None:
         seed=seed,
         name="augmentation",
     )
+
+
+def augmented_pass(
+    batches: tf.data.Dataset, augmenter: RandomAffine, seed: int, pass_index: int
+) -> tf.data.Dataset:
+    """The image batches augmented once more (augmentation.featurePasses): draws are keyed by
+    (seed, pass, batch), apart from any training epoch's (seed, epoch * 2**20 + batch)."""
+
+    def augment(index: tf.Tensor, images: tf.Tensor) -> tf.Tensor:
+        batch_seed = tf.stack([tf.constant(seed, tf.int64), (pass_index + 1) * 2**40 + index])
+        return augmenter(images, training=True, seed=batch_seed)
+
+    return batches.enumerate().map(augment, num_parallel_calls=tf.data.AUTOTUNE)

@@ -1,4 +1,5 @@
-"""Bottleneck features: computed once per (dataset content, backbone, weights, size, pooling).
+"""Bottleneck features: computed once per (dataset content, backbone, weights, size, pooling,
+augmented passes).
 
 An entry is bottleneck/<key>/ holding one .npy per array and manifest.json. The manifest is
 written last, so an entry without one is incomplete and is never read. Features are stored as
@@ -67,7 +68,14 @@ def cache_key(
     weights: str,
     image_size: int,
     pooling: str,
+    feature_passes: int = 0,
+    augmentation: dict | None = None,
+    precision: str = "float32",
 ) -> str:
+    """The entry's name: a digest of everything its features depend on. `augmentation` (the
+    augmentation options and the seed that drew them) matters only with feature_passes > 0;
+    `precision` (the extractor's compute dtype) only when it is not float32, so that float32
+    keys are those of before."""
     material = {
         "images": fingerprint,
         "backbone": backbone,
@@ -77,6 +85,10 @@ def cache_key(
         "pooling": pooling,
         "preprocessing": PREPROCESSING_VERSION,
     }
+    if precision != "float32":
+        material["precision"] = precision
+    if feature_passes:
+        material["featurePasses"] = {"passes": feature_passes, "augmentation": augmentation}
     encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()[:32]
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import keras
 
-from ict_api.spec import Optimizer, Pooling
+from ict_api.spec import Optimizer, Pooling, Schedule
 
 POOLING: dict[Pooling, Callable[[], keras.layers.Layer]] = {
     Pooling.AVG: lambda: keras.layers.GlobalAveragePooling2D(name="pool"),
@@ -14,7 +14,7 @@ POOLING: dict[Pooling, Callable[[], keras.layers.Layer]] = {
     Pooling.FLATTEN: lambda: keras.layers.Flatten(name="pool"),
 }
 
-OPTIMIZERS: dict[Optimizer, Callable[[float, float], keras.optimizers.Optimizer]] = {
+OPTIMIZERS: dict[Optimizer, Callable[..., keras.optimizers.Optimizer]] = {
     Optimizer.RMSPROP: lambda lr, momentum: keras.optimizers.RMSprop(lr, momentum=momentum),
     Optimizer.ADAM: lambda lr, momentum: keras.optimizers.Adam(lr),
     Optimizer.ADAMW: lambda lr, momentum: keras.optimizers.AdamW(lr),
@@ -94,12 +94,28 @@ def build_classifier(extractor: keras.Model, head: keras.Model) -> keras.Model:
     return keras.Model(inputs, head(extractor(inputs)), name="classifier")
 
 
+def learning_rate_schedule(
+    schedule: Schedule, learning_rate: float, *, steps: int, warmup_steps: int = 0
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The rate of each of a stage's `steps` optimizer steps: constant, or a linear warm-up
+    from 0 over warmup_steps then a cosine decay to 0 at the last step."""
+    if schedule is Schedule.CONSTANT:
+        return learning_rate
+    warmup_steps = min(warmup_steps, steps - 1)
+    return keras.optimizers.schedules.CosineDecay(
+        0.0 if warmup_steps else learning_rate,
+        decay_steps=max(steps - warmup_steps, 1),
+        warmup_target=learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps,
+    )
+
+
 def compile_model(
     model: keras.Model,
     num_classes: int,
     *,
     optimizer: Optimizer,
-    learning_rate: float,
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule,
     momentum: float = 0.0,
     label_smoothing: float = 0.0,
 ) -> None:

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from ict_api.spec import FineTuneSpec, ImageClassifierTrainingSpec, Strategy, TrainingSpec
 from ict_trainer import backbones, models, selection
-from ict_trainer.augment import build_augmenter
+from ict_trainer.augment import augmented_pass, build_augmenter
 from ict_trainer.checkpoints import Checkpoints, StageBackup
 from ict_trainer.data import Dataset, Sample
 from ict_trainer.features import FeatureCache, cache_key
@@ -66,13 +66,24 @@ class RunContext:
             cache=self.spec.cache.images,
         )
 
-    def compile(self, model: keras.Model, stage: TrainingSpec | FineTuneSpec) -> None:
-        """Compiles with the stage's optimizer (training: scratch and head; fineTune)."""
+    def compile(
+        self, model: keras.Model, stage: TrainingSpec | FineTuneSpec, steps_per_epoch: int = 0
+    ) -> None:
+        """Compiles with the stage's optimizer (training: scratch and head; fineTune) and, for
+        fineTune, its schedule over epochs of steps_per_epoch steps."""
+        learning_rate = stage.learning_rate
+        if isinstance(stage, FineTuneSpec):
+            learning_rate = models.learning_rate_schedule(
+                stage.schedule,
+                stage.learning_rate,
+                steps=stage.epochs * steps_per_epoch,
+                warmup_steps=stage.warmup_epochs * steps_per_epoch,
+            )
         models.compile_model(
             model,
             self.num_classes,
             optimizer=stage.optimizer,
-            learning_rate=stage.learning_rate,
+            learning_rate=learning_rate,
             momentum=getattr(stage, "momentum", 0.0),
             label_smoothing=self.spec.training.label_smoothing,
         )
@@ -246,6 +257,9 @@ def bottleneck_features(ctx: RunContext, extractor: Callable[[], keras.Model], r
     """Features and labels of both splits, from the cache when it holds them; the extractor
     is asked for only when they are computed."""
     key = None
+    augmentation, seed = ctx.spec.augmentation, ctx.spec.training.seed
+    augmenter = build_augmenter(augmentation, seed)
+    passes = augmentation.feature_passes if augmenter is not None else 0
     if ctx.cache is not None:
         spec = ctx.spec.model
         key = cache_key(
@@ -255,6 +269,9 @@ def bottleneck_features(ctx: RunContext, extractor: Callable[[], keras.Model], r
             weights=backbones.weights_digest(ctx.weights),
             image_size=ctx.image_size,
             pooling=spec.pooling.value,
+            feature_passes=passes,
+            augmentation={**augmentation.model_dump(mode="json"), "seed": seed},
+            precision=keras.mixed_precision.global_policy().compute_dtype,
         )
         cached = ctx.cache.load(key)
         if cached is not None:
@@ -271,6 +288,16 @@ def bottleneck_features(ctx: RunContext, extractor: Callable[[], keras.Model], r
         features = extractor().predict(images, verbose=ctx.reporter.keras_verbose)
         # float32 whatever the precision policy: a hit and a miss then train on the same numbers.
         arrays[f"{split}_features"] = np.asarray(features, dtype=np.float32)
+        if split == "train" and passes:
+            augmented = [
+                extractor().predict(
+                    augmented_pass(images, augmenter, seed, index),
+                    verbose=ctx.reporter.keras_verbose,
+                )
+                for index in range(passes)
+            ]
+            # Pass-major rows: row p * n + i is image i's features in pass p.
+            arrays["train_augmented_features"] = np.concatenate(augmented).astype(np.float32)
         arrays[f"{split}_labels"] = encode_labels([s.label for s in samples], ctx.num_classes)
         # Which files the rows are: on a cache hit the images themselves are not at hand.
         arrays[f"{split}_files"] = np.array(
@@ -303,6 +330,17 @@ def _adopt_checked_files(dataset: Dataset, arrays: dict, manifest: dict) -> None
     dataset.skipped = [(dataset.root / path, why) for path, why in manifest.get("skipped", [])]
 
 
+def head_training_rows(arrays: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(features, labels) the head trains on: the images' own features, then those of each
+    augmented pass (augmentation.featurePasses), labels repeated to match."""
+    features = [arrays["train_features"]]
+    if "train_augmented_features" in arrays:
+        features.append(arrays["train_augmented_features"])
+    stacked = np.concatenate(features)
+    repeats = len(stacked) // len(arrays["train_features"])
+    return stacked, np.concatenate([arrays["train_labels"]] * repeats)
+
+
 def _train_head(
     ctx: RunContext, extractor: Callable[[], keras.Model], result: TrainResult
 ) -> keras.Model:
@@ -319,14 +357,13 @@ def _train_head(
         )
         ctx.compile(head, spec.training)
     batch, seed = spec.training.batch_size, spec.training.seed
+    features, labels = head_training_rows(arrays)
 
     def data(first_epoch: int) -> StageData:
         return StageData(
-            array_dataset(
-                arrays["train_features"], arrays["train_labels"], batch, seed, first_epoch
-            ),
+            array_dataset(features, labels, batch, seed, first_epoch),
             array_dataset(arrays["validation_features"], arrays["validation_labels"], batch),
-            steps_per_epoch(len(arrays["train_features"]), batch),
+            steps_per_epoch(len(features), batch),
         )
 
     fit_stage(ctx, result, "head", head, data, spec.training.epochs)
@@ -370,7 +407,8 @@ def train_finetune(ctx: RunContext) -> TrainResult:
     head = _train_head(ctx, lambda: extractor, result)
     with ctx.distribution.scope():
         model = models.build_classifier(extractor, head)
-        ctx.compile(model, spec.fine_tune)
+        steps = steps_per_epoch(len(ctx.source.fetch().train), spec.training.batch_size)
+        ctx.compile(model, spec.fine_tune, steps)
     log.info("fine-tuning %d layers: %s", len(result.unfrozen_layers), result.unfrozen_layers)
     head_saved, head_validation = result.saved, result.validation
     head_weights = model.get_weights()
