@@ -70,12 +70,12 @@ def cache_key(
     pooling: str,
     feature_passes: int = 0,
     augmentation: dict | None = None,
-    precision: str = "float32",
 ) -> str:
     """The entry's name: a digest of everything its features depend on. `augmentation` (the
-    augmentation options and the seed that drew them) matters only with feature_passes > 0;
-    `precision` (the extractor's compute dtype) only when it is not float32, so that float32
-    keys are those of before."""
+    augmentation options and the seed that drew them) matters only with feature_passes > 0,
+    and keys without passes are those of before. The compute precision is left out on
+    purpose: features are stored as float32 whatever computed them, and a laptop's float32
+    run reusing what a GPU's float16 run extracted is worth more than the last bits."""
     material = {
         "images": fingerprint,
         "backbone": backbone,
@@ -85,8 +85,6 @@ def cache_key(
         "pooling": pooling,
         "preprocessing": PREPROCESSING_VERSION,
     }
-    if precision != "float32":
-        material["precision"] = precision
     if feature_passes:
         material["featurePasses"] = {"passes": feature_passes, "augmentation": augmentation}
     encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()

@@ -271,7 +271,6 @@ def bottleneck_features(ctx: RunContext, extractor: Callable[[], keras.Model], r
             pooling=spec.pooling.value,
             feature_passes=passes,
             augmentation={**augmentation.model_dump(mode="json"), "seed": seed},
-            precision=keras.mixed_precision.global_policy().compute_dtype,
         )
         cached = ctx.cache.load(key)
         if cached is not None:
