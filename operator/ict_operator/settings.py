@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from ict_api.spec import QUANTITY_PATTERN
 
@@ -30,7 +30,6 @@ class OperatorSettings:
     # condition changes go out at once.
     status_interval: float = 5.0
     scratch_size: str | None = None  # sizeLimit of the trainer's scratch emptyDir
-    extra_labels: dict[str, str] = field(default_factory=dict)
 
     @property
     def clusterwide(self) -> bool:
@@ -75,6 +74,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--log-format", choices=("plain", "json"), default=env("ICT_LOG_FORMAT", "plain")
     )
     parser.add_argument(
+        "--scratch-size",
+        default=env("ICT_SCRATCH_SIZE") or None,
+        help="sizeLimit of the trainer's /scratch emptyDir, e.g. 50Gi (datasets and features "
+        "are cached there); unset: no limit (env ICT_SCRATCH_SIZE)",
+    )
+    parser.add_argument(
         "--status-interval",
         type=float,
         default=float(env("ICT_STATUS_INTERVAL", "5")),
@@ -96,6 +101,10 @@ def settings_from(args: argparse.Namespace, verbose: bool = False) -> OperatorSe
                 f"--{name.replace('_', '-')}: got {value!r}; give a Kubernetes quantity "
                 "such as 2, 500m or 8Gi."
             )
+    if args.scratch_size is not None and not _is_quantity(args.scratch_size):
+        raise ValueError(
+            f"--scratch-size: got {args.scratch_size!r}; give a Kubernetes quantity such as 50Gi."
+        )
     if args.status_interval < 0:
         raise ValueError(f"--status-interval: got {args.status_interval!r}; give 0 or more.")
     return OperatorSettings(
@@ -109,6 +118,7 @@ def settings_from(args: argparse.Namespace, verbose: bool = False) -> OperatorSe
         log_format=args.log_format,
         verbose=verbose or os.environ.get("ICT_LOG_LEVEL", "").lower() == "debug",
         status_interval=args.status_interval,
+        scratch_size=args.scratch_size,
     )
 
 

@@ -260,3 +260,23 @@ def test_spec_errors_keep_the_trainers_field_paths():
 def test_imagenet_and_none_weights_are_fine_on_a_cluster():
     for weights in ("imagenet", "none"):
         validate_resource(resource(model={"weights": weights}))
+
+
+def test_scratch_size_limits_the_emptydir_and_bad_settings_are_refused():
+    import argparse
+
+    from ict_operator.settings import add_arguments, settings_from
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["-n", "vision", "--trainer-image", "t:1", "--scratch-size", "50Gi"])
+    settings = settings_from(args)
+    pod = job_for(resource(), settings)["spec"]["template"]["spec"]
+    assert pod["volumes"] == [{"name": "scratch", "emptyDir": {"sizeLimit": "50Gi"}}]
+    for bad, complaint in (
+        (["--scratch-size", "lots"], "--scratch-size: got 'lots'"),
+        (["--default-memory", "8 GB"], "--default-memory: got '8 GB'"),
+    ):
+        wrong = parser.parse_args(["-n", "vision", "--trainer-image", "t:1", *bad])
+        with pytest.raises(ValueError, match=complaint):
+            settings_from(wrong)
