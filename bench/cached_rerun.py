@@ -45,9 +45,10 @@ def raw_forward(backbone: str, image_size: int, batch: int, images: int) -> dict
     batch): the floor that extraction from files is compared with."""
     import numpy as np
 
-    from ict_api.spec import Backbone, Pooling
-    from ict_trainer import backbones, models
+    from ict_api.spec import Backbone, MixedPrecision, Pooling
+    from ict_trainer import backbones, models, runtime
 
+    runtime.configure(MixedPrecision.AUTO, 0)  # the precision `ict train` picks here
     kind = Backbone(backbone)
     base = backbones.build_base(kind, image_size, "none")
     extractor = models.build_feature_extractor(
@@ -59,7 +60,14 @@ def raw_forward(backbone: str, image_size: int, batch: int, images: int) -> dict
     started = time.monotonic()
     extractor.predict(pixels, batch_size=batch, verbose=0)
     seconds = time.monotonic() - started
-    return {"images": images, "seconds": round(seconds, 2), "imagesPerSecond": images / seconds}
+    import keras
+
+    return {
+        "images": images,
+        "seconds": round(seconds, 2),
+        "imagesPerSecond": images / seconds,
+        "precision": keras.mixed_precision.global_policy().name,
+    }
 
 
 def ict_train(spec: Path, output: str, cache: Path) -> dict:
@@ -117,6 +125,9 @@ def main() -> int:
     parser.add_argument("--per-class", type=int, help="first N images per split and class")
     parser.add_argument("--epochs", type=int, default=10, help="head epochs")
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument(
+        "--feature-passes", type=int, help="augmentation.featurePasses (default: the spec's)"
+    )
     args = parser.parse_args()
 
     from ict_trainer.s3 import S3Store
@@ -148,6 +159,11 @@ def main() -> int:
                             "imageSize": args.image_size,
                         },
                         "training": {"epochs": args.epochs, "batchSize": args.batch_size},
+                        **(
+                            {"augmentation": {"featurePasses": args.feature_passes}}
+                            if args.feature_passes is not None
+                            else {}
+                        ),
                     }
                 )
             )
@@ -162,10 +178,17 @@ def main() -> int:
                 .get_object(Bucket=BUCKET, Key="runs/first/metrics.json")["Body"]
                 .read()
             )
-            extraction = count / metrics["durations"]["features"]
-            results["extractionImagesPerSecond"] = round(extraction, 1)
+            # Forward passes, not images: each augmented feature pass runs the training
+            # images through the base once more.
+            passes = metrics["spec"]["augmentation"]["featurePasses"] or 0
+            counts = {split: sum(per.values()) for split, per in metrics["counts"].items()}
+            forwards = counts["train"] * (1 + passes) + counts["validation"]
+            extraction = forwards / metrics["durations"]["features"]
+            results["featurePasses"] = passes
+            results["extractionForwardsPerSecond"] = round(extraction, 1)
     forward = raw_forward(args.backbone, args.image_size, args.batch_size, min(count, 256))
     results["rawForwardImagesPerSecond"] = round(forward["imagesPerSecond"], 1)
+    results["precision"] = forward["precision"]
     results["extractionOverRawForward"] = round(extraction / forward["imagesPerSecond"], 2)
     results["firstOverSecond"] = round(results["firstSeconds"] / results["secondSeconds"], 1)
     results["command"] = " ".join(["python", *sys.argv])
