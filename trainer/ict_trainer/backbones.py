@@ -28,7 +28,6 @@ class BackboneInfo:
     # Regexes over layer names, one per block, topmost first: fineTune.blocks=N unfreezes
     # every layer matching one of the first N.
     blocks: tuple[str, ...]
-    default_size: int = 224
     takes_alpha: bool = False
 
 
