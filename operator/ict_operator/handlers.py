@@ -56,11 +56,15 @@ async def pods_by_uid(body: kopf.Body, labels: kopf.Labels, **_: Any) -> dict[st
 
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
-def ensure_job(body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, **_: Any) -> None:
+def ensure_job(
+    body: kopf.Body, memo: kopf.Memo, patch: kopf.Patch, jobs_by_uid: kopf.Index, **_: Any
+) -> None:
     status = dict(body.get("status") or {})
     generation = body.metadata.get("generation")
     if status.get("phase") in TERMINAL and status.get("observedGeneration") == generation:
         return  # finished (or refused) for this spec already
+    if status.get("jobName") and jobs_by_uid.get(body.metadata.uid):
+        return  # a restarted operator: the index (filled before handlers run) holds the Job
     try:
         spec = validate_resource(body)
     except SpecError as exc:
