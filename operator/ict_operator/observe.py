@@ -113,8 +113,10 @@ def _succeeded(state: RunState) -> Verdict:
         extra["bestMetrics"] = best
     if isinstance(summary.get("cacheHit"), bool):
         extra["cacheHit"] = summary["cacheHit"]
+    # An output that already held this training is reported with that training's figures.
+    done = "up to date, nothing to train" if summary.get("upToDate") is True else "trained"
     return Verdict(
-        Phase.SUCCEEDED, Reason.SUCCEEDED, f"trained: {shown}report at {artifacts['report']}", extra
+        Phase.SUCCEEDED, Reason.SUCCEEDED, f"{done}: {shown}report at {artifacts['report']}", extra
     )
 
 

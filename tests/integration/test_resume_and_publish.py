@@ -5,6 +5,7 @@ re-published run must be. Tiny scratch runs: 24 training images at 32 px, batche
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -15,8 +16,10 @@ from pathlib import Path
 import keras
 import pytest
 
+from ict_api.spec import Strategy
 from ict_trainer import faults
-from tests.helpers import ARTIFACTS, cats_dogs_subset, events, train
+from ict_trainer.strategies import STRATEGIES
+from tests.helpers import ARTIFACTS, CATS_DOGS, cats_dogs_subset, events, train
 
 pytestmark = pytest.mark.slow
 
@@ -126,6 +129,58 @@ def test_resume_after_the_dataset_changed_is_refused(data, tmp_path, capsys, kil
     assert [e["epoch"] for e in events(lines, "epoch")] == [1, 2]
 
 
+SAME = ("final", "best", "saved", "keptHead", "accuracy", "cacheHit", "artifacts")
+
+
+def test_a_rerun_over_its_finished_output_trains_nothing_until_an_input_changes(
+    data, tmp_path, capsys, caplog, monkeypatch
+):
+    output = tmp_path / "out"
+    args = scratch_args(data, output, epochs=1)
+    code, lines, _ = train(capsys, *args)
+    assert code == 0
+    (trained,) = events(lines, "summary")
+    assert trained["upToDate"] is False
+    recorded = json.loads((output / "metrics.json").read_text())["inputs"]
+    assert set(recorded) == {"dataset", "weights"}
+    stamps = {p.name: p.stat().st_mtime_ns for p in output.iterdir()}
+
+    def no_training(ctx):
+        raise AssertionError("an up-to-date output must not be trained")
+
+    with monkeypatch.context() as patch:
+        patch.setitem(STRATEGIES, Strategy.SCRATCH, no_training)
+        code, lines, _ = train(capsys, *args)
+    assert code == 0
+    assert [e["event"] for e in lines] == ["start", "dataset", "upToDate", "summary"]
+    message = events(lines, "upToDate")[0]["message"]
+    assert f"output {str(output)!r} is up to date" in message and "--overwrite" in message
+    (summary,) = events(lines, "summary")
+    assert summary["upToDate"] is True
+    assert {k: summary[k] for k in SAME} == {k: trained[k] for k in SAME}
+    assert {p.name: p.stat().st_mtime_ns for p in output.iterdir()} == stamps
+
+    # One more image: the fingerprint changes, the run trains again and says why.
+    extra = sorted((CATS_DOGS / "train" / "cats").iterdir())[-1]
+    shutil.copy(extra, data / "train" / "cats" / extra.name)
+    caplog.set_level(logging.INFO, logger="ict_trainer")
+    code, lines, _ = train(capsys, *args)
+    assert code == 0
+    assert [e["epoch"] for e in events(lines, "epoch")] == [1]
+    assert events(lines, "summary")[0]["upToDate"] is False
+    assert "the dataset changed since it was trained" in caplog.text
+    metrics = json.loads((output / "metrics.json").read_text())
+    assert metrics["counts"]["train"]["cats"] == 13
+    assert metrics["inputs"]["dataset"] != recorded["dataset"]
+    assert metrics["inputs"]["weights"] == recorded["weights"]
+
+    # --overwrite always trains.
+    code, lines, _ = train(capsys, *args, "--overwrite")
+    assert code == 0
+    assert [e["epoch"] for e in events(lines, "epoch")] == [1]
+    assert not events(lines, "upToDate")
+
+
 @pytest.mark.parametrize(
     "point", ["publish:old-metrics-removed", "publish:before-metrics", "publish:before-clear"]
 )
@@ -142,10 +197,14 @@ def test_a_kill_while_publishing_never_leaves_two_runs_mixed(
     if (output / "metrics.json").exists():  # then it describes the model next to it
         assert json.loads((output / "metrics.json").read_text())["imageSize"] == model_size
 
-    # The same spec over its own half-published output, --overwrite or not: resumes, publishes.
+    # The same spec over its own half-published output, --overwrite or not: resumes, publishes;
+    # once metrics.json is out, the output is up to date and only the checkpoints are cleared.
     code, lines, _ = train(capsys, *scratch_args(data, output, epochs=1, size=40))
     assert code == 0, capsys.readouterr()
-    assert events(lines, "resume")[0]["complete"] is True
+    if point == "publish:before-clear":
+        assert events(lines, "upToDate") and not events(lines, "resume")
+    else:
+        assert events(lines, "resume")[0]["complete"] is True
     assert not events(lines, "epoch")
     assert {p.name for p in output.iterdir()} == ARTIFACTS
     assert json.loads((output / "metrics.json").read_text())["imageSize"] == 40

@@ -247,6 +247,32 @@ def test_success_carries_final_and_best_metrics_artifacts_and_cache_hit():
     assert status["startTime"] == "2026-11-29T10:00:00Z"
 
 
+@pytest.mark.parametrize("via", ["termination message", "log line"])
+def test_an_up_to_date_run_succeeds_with_the_metrics_of_the_training_found(via):
+    """A re-run over an output that already holds its training prints no epoch and trains
+    nothing: its summary alone carries the metrics (read back from metrics.json)."""
+    summary = {**SUMMARY, "upToDate": True, "seconds": 3.2, "saved": {"epoch": 8}}
+    terminated = {"exitCode": 0, "reason": "Completed"}
+    progress = TrainerProgress()
+    if via == "log line":
+        progress.feed_text(
+            json.dumps({"event": "upToDate", "message": "output is up to date"})
+            + "\n"
+            + json.dumps({"event": "summary", **summary})
+        )
+    else:
+        terminated["message"] = json.dumps(summary)
+    status = observe(
+        state(job(("Complete", "Completed")), [pod("Succeeded", terminated=terminated)], progress)
+    )
+    assert status["phase"] == "Succeeded"
+    assert conditions(status)["Complete"] == ("True", "Succeeded")
+    assert status["latestMetrics"] == {"epoch": 10, "val_accuracy": 0.962, "val_loss": 0.11}
+    assert status["bestMetrics"] == {"epoch": 8, "val_accuracy": 0.97, "val_loss": 0.1}
+    assert status["message"].startswith("up to date, nothing to train: val_accuracy 0.962;")
+    assert status["artifacts"]["model"] == f"{OUTPUT}/model.keras"
+
+
 def test_the_newest_pod_decides():
     old_failed = pod("Failed", "2026-11-29T10:00:01Z", terminated={"exitCode": 1})
     new_running = pod("Running", "2026-11-29T10:05:01Z", running={"startedAt": "x"})

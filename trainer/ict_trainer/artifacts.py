@@ -24,7 +24,8 @@ from ict_trainer import __version__, evaluation, faults, report, selection
 from ict_trainer.checkpoints import STATE
 from ict_trainer.data import Dataset
 from ict_trainer.errors import OutputError, StorageError
-from ict_trainer.storage import is_s3
+from ict_trainer.rerun import INPUTS
+from ict_trainer.storage import UploadStats, is_s3
 from ict_trainer.strategies import TrainResult
 
 METRICS = "metrics.json"
@@ -82,14 +83,33 @@ def _digest_in(store, key: str) -> str | None:
         return None
 
 
-def publish(store, staging: Path, metrics: dict) -> None:
+def publish(store, staging: Path, metrics: dict) -> UploadStats:
     """Never a mix of two trainings: the old metrics.json goes before any new file is written,
-    the new one after every other."""
+    the new one after every other. A bucket keeps the objects that already hold a file's
+    content (they are the new training's as much as the old's)."""
     store.delete(METRICS)
     faults.kill_point("publish:old-metrics-removed")
-    store.put_dir(staging)
+    stats = store.put_dir(staging)
     faults.kill_point("publish:before-metrics")
     store.put_bytes(METRICS, json.dumps(metrics, indent=2, default=str).encode())
+    return stats
+
+
+def run_summary(metrics: dict, store, seconds: float, up_to_date: bool) -> dict:
+    """The summary line and termination message of a run, from the metrics.json it published
+    (or, up_to_date, found in the output)."""
+    return {
+        "status": "succeeded",
+        "upToDate": up_to_date,
+        "final": metrics["final"],
+        "best": metrics["best"],
+        "saved": metrics["saved"],
+        "keptHead": metrics["selection"].get("keptHead"),
+        "accuracy": metrics["evaluation"]["accuracy"],
+        "cacheHit": metrics["cacheHit"],
+        "seconds": seconds,
+        "artifacts": {name: store.uri_of(name) for name in ALL},
+    }
 
 
 def versions() -> dict[str, str]:
@@ -109,8 +129,10 @@ def run_metrics(
     image_size: int,
     dataset: Dataset,
     result: TrainResult,
+    inputs: dict[str, str],
 ) -> dict:
-    """metrics.json's content, less the evaluation write_artifacts adds."""
+    """metrics.json's content, less the evaluation write_artifacts adds. inputs: what the
+    weights were fitted on (see Checkpoints), which tells a re-run whether it is up to date."""
     history = result.history
     return {
         "name": name,
@@ -137,6 +159,7 @@ def run_metrics(
         "unfrozenLayers": result.unfrozen_layers,
         "seed": spec.training.seed,
         "specDigest": digest,
+        INPUTS: inputs,
         "spec": spec.model_dump(mode="json", by_alias=True),
         "versions": versions(),
     }

@@ -5,7 +5,10 @@ When stdout is not a terminal every event is one JSON object on one line of stdo
   {"event": "dataset", "classes": [...], "counts": {...}, "skipped": n}
   {"event": "features", "cacheHit": bool, "key": ...}
   {"event": "epoch", "stage": "head", "epoch": 3, "epochs": 50, "metrics": {"loss": ...}}
-  {"event": "summary", "status": "succeeded", "final": {...}, "best": {...}, "artifacts": {...}}
+  {"event": "upToDate", "message": ...}   (the output already holds this training)
+  {"event": "publish", "uri": ..., "uploaded": n, "skipped": n, "bytes": n, "seconds": s}
+  {"event": "summary", "status": "succeeded", "upToDate": bool, "final": {...}, "best": {...},
+   "artifacts": {...}}
   {"event": "error", "message": ...}
 Logs go to stderr, so stdout stays parseable.
 """
@@ -39,6 +42,8 @@ class Reporter:
             self.stream.flush()
         elif event == "summary":
             log.info("%s", summary_line(fields))
+        elif set(fields) == {"message"}:
+            log.info("%s", fields["message"])
         elif event != "epoch":  # Keras' bar already shows epochs
             details = ", ".join(f"{k}={v}" for k, v in fields.items() if k != "spec")
             log.info("%s: %s", event, details)
@@ -48,8 +53,10 @@ def summary_line(summary: dict[str, Any]) -> str:
     """The summary for people: what was saved, and how it compares with the last and best."""
     saved, final, best = summary["saved"], summary["final"], summary.get("best") or {}
     accuracy = summary["accuracy"]
+    # An up-to-date output's figures are those of the training found there.
+    status = "up to date, nothing trained" if summary.get("upToDate") else summary["status"]
     text = (
-        f"{summary['status']} in {summary['seconds']:.0f} s: validation accuracy "
+        f"{status} in {summary['seconds']:.0f} s: validation accuracy "
         f"{accuracy:.3f} with the weights of epoch {saved['epoch']} ({saved['why']}); "
         f"last epoch {final['epoch']}"
     )

@@ -7,6 +7,8 @@ short (the errors s3transfer retries), which botocore's retries do not cover.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,7 +26,7 @@ from botocore.exceptions import (
 )
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from s3transfer.exceptions import RetriesExceededError
-from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS
+from s3transfer.utils import S3_RETRYABLE_DOWNLOAD_ERRORS, ChunksizeAdjuster
 
 from ict_api.spec import StorageSpec
 from ict_trainer.errors import StorageError
@@ -33,9 +35,31 @@ from ict_trainer.storage import (
     ObjectInfo,
     Store,
     check_key,
+    content_etag,
     join_key,
     temp_path,
 )
+
+log = logging.getLogger(__name__)
+
+
+def upload_etag(path: Path, config: TransferConfig) -> str:
+    """The ETag S3 gives the object that uploading path with config makes: the content's md5
+    for a single PUT; for a multipart upload, the md5 of the parts' md5s and '-<parts>', the
+    parts cut as s3transfer cuts them. (An object written another way, or encrypted with
+    SSE-KMS, has another ETag: it is merely uploaded again.)"""
+    size = path.stat().st_size
+    if size < config.multipart_threshold:
+        return content_etag(path)
+    chunk = ChunksizeAdjuster().adjust_chunksize(config.multipart_chunksize, size)
+    with open(path, "rb") as handle:
+        parts = [_md5(part).digest() for part in iter(lambda: handle.read(chunk), b"")]
+    return f"{_md5(b''.join(parts)).hexdigest()}-{len(parts)}"
+
+
+def _md5(data: bytes):
+    return hashlib.md5(data, usedforsecurity=False)
+
 
 # Tries of one GET whose body is cut short (s3transfer's default for downloads).
 _BODY_ATTEMPTS = 5
@@ -349,6 +373,23 @@ class S3Store(Store):
         except Exception as exc:
             tmp.unlink(missing_ok=True)
             return self._error(exc, "reading", key)
+
+    def _unchanged(self, jobs: list[tuple[Path, str]], prefix: str) -> set[str]:
+        """One listing of prefix; a file whose object has its size and ETag is not sent again.
+        Credentials that may write but not list merely upload everything."""
+        try:
+            listed = {o.key: o for o in self.list(prefix)}
+        except StorageError as exc:
+            log.debug("uploading every file: %s", exc)
+            return set()
+        config = self._transfer_config()
+        return {
+            key
+            for path, key in jobs
+            if (found := listed.get(key)) is not None
+            and found.size == path.stat().st_size
+            and found.etag == upload_etag(path, config)
+        }
 
     def _upload_many(self, jobs: list[tuple[Path, str]]) -> None:
         if not jobs:

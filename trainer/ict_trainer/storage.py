@@ -53,6 +53,16 @@ class SyncStats:
     removed: int = 0
 
 
+@dataclass
+class UploadStats:
+    """What put_dir did; skipped counts files whose object already held their content."""
+
+    uploaded: int = 0
+    skipped: int = 0
+    bytes: int = 0
+    seconds: float = 0.0
+
+
 def is_s3(uri: str) -> bool:
     return uri[:5].lower() == "s3://"
 
@@ -186,7 +196,16 @@ class Store(ABC):
     def _upload_many(self, jobs: list[tuple[Path, str]]) -> None:
         """Upload (local file, key) pairs in parallel; return once all have completed."""
 
-    def put_dir(self, local_dir: Path, prefix: str = "", last: Sequence[str] = ()) -> None:
+    def _unchanged(self, jobs: list[tuple[Path, str]], prefix: str) -> set[str]:
+        """Keys of jobs (all below prefix) whose object already holds the file's content: none
+        here, where writing a file costs what comparing it would."""
+        return set()
+
+    def put_dir(self, local_dir: Path, prefix: str = "", last: Sequence[str] = ()) -> UploadStats:
+        """Uploads every file below local_dir to prefix/, the `last` ones after all others.
+        Files whose object already holds their content are not uploaded again (the `last`
+        ones always are: they announce a complete upload)."""
+        started = time.monotonic()
         local_dir = Path(local_dir)
         prefix = self._prefix(prefix)
         if not local_dir.is_dir():
@@ -210,11 +229,30 @@ class Store(ABC):
             if any(_is_reserved(part) for part in rel.split("/")) or rel in last_names:
                 continue
             first.append((path, join_key(prefix, check_key(rel, str(local_dir)))))
-        self._upload_many(first)
+        unchanged = self._unchanged(first, prefix)
+        jobs = [job for job in first if job[1] not in unchanged]
+        self._upload_many(jobs)
         # The `last` files (manifests) announce a complete upload, so they start only after
         # every other upload has completed, one by one in the order given.
         for name in last_names:
             self.upload(local_dir / name, join_key(prefix, name))
+            jobs.append((local_dir / name, name))
+        stats = UploadStats(
+            uploaded=len(jobs),
+            skipped=len(unchanged),
+            bytes=sum(path.stat().st_size for path, _ in jobs),
+            seconds=round(time.monotonic() - started, 3),
+        )
+        log.info(
+            "put %s to %s: %d written (%d bytes), %d unchanged, %.2f s",
+            local_dir,
+            self._join(prefix),
+            stats.uploaded,
+            stats.bytes,
+            stats.skipped,
+            stats.seconds,
+        )
+        return stats
 
     def sync_down(
         self, prefix: str, local_dir: Path, objects: list[ObjectInfo] | None = None

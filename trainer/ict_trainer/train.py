@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from ict_api.defaults import resolve_defaults
 from ict_api.load import run_name_for
 from ict_api.spec import ImageClassifierTrainingSpec, Strategy
-from ict_trainer import artifacts, backbones, faults, runtime, scratch
+from ict_trainer import artifacts, backbones, faults, rerun, runtime, scratch
 from ict_trainer.checkpoints import Checkpoints
 from ict_trainer.errors import ModelError
 from ict_trainer.features import FeatureCache, fingerprint_digest
@@ -52,7 +53,9 @@ def run_training(
 
     The spec's unset fields take their strategy's defaults first: what is trained, digested,
     cached and written to metrics.json is the resolved spec. A run without a name is named
-    after its output folder.
+    after its output folder. An output that already holds this training (same spec digest,
+    dataset and weights) is not trained again unless output.overwrite: the summary then
+    reports the training found there, with "upToDate": true.
     """
     spec = resolve_defaults(spec)
     name = name or run_name_for(spec.output.uri)
@@ -88,6 +91,12 @@ def run_training(
         "dataset": fingerprint_digest(source.fingerprint()),
         "weights": backbones.weights_digest(weights),
     }
+    if not spec.output.overwrite:
+        found = rerun.finished_training(output, artifacts.METRICS, artifacts.ALL, digest, inputs)
+        if found is not None:
+            reporter.emit("upToDate", message=rerun.up_to_date_message(output.uri, digest))
+            seconds = round(time.monotonic() - started, 3)
+            return _finish(reporter, artifacts.run_summary(found, output, seconds, True))
     checkpoints = Checkpoints(output, digest, inputs)
     try:
         resumed = checkpoints.load(spec.output.overwrite)
@@ -108,28 +117,26 @@ def run_training(
         result = STRATEGIES[spec.strategy](ctx)
         validation = validation_predictions(ctx, result)
         result.durations["total"] = round(time.monotonic() - started, 3)
-        metrics = artifacts.run_metrics(name, spec, digest, image_size, source.dataset, result)
+        metrics = artifacts.run_metrics(
+            name, spec, digest, image_size, source.dataset, result, inputs
+        )
         metrics["resumed"] = {stage: state["epoch"] for stage, state in resumed.items()}
         with scratch.scratch_dir("artifacts") as staging:
             metrics = artifacts.write_artifacts(
                 staging, metrics, result, *validation, source.fetch_files
             )
-            artifacts.publish(output, staging, metrics)
+            uploaded = artifacts.publish(output, staging, metrics)
+        reporter.emit("publish", uri=output.uri, **asdict(uploaded))
         faults.kill_point("publish:before-clear")
         checkpoints.clear()  # the artifacts are complete: nothing is left to resume
     finally:
         checkpoints.close()
-    summary = {
-        "status": "succeeded",
-        "final": metrics["final"],
-        "best": metrics["best"],
-        "saved": metrics["saved"],
-        "keptHead": metrics["selection"].get("keptHead"),
-        "accuracy": metrics["evaluation"]["accuracy"],
-        "cacheHit": result.cache_hit,
-        "seconds": result.durations["total"],
-        "artifacts": {name: output.uri_of(name) for name in artifacts.ALL},
-    }
+    return _finish(
+        reporter, artifacts.run_summary(metrics, output, result.durations["total"], False)
+    )
+
+
+def _finish(reporter: Reporter, summary: dict) -> dict:
     reporter.emit("summary", **summary)
     write_termination_message(summary)
     return summary
