@@ -157,8 +157,11 @@ class OutputSpec(SpecModel):
     overwrite: bool = Field(
         default=False,
         description=(
-            "Replace the results of a different training found at uri. Without it such a run is "
-            "refused, so that nobody's results are lost by a typo."
+            "Replace the results of a different training found at uri, and train again even "
+            "when uri already holds this very training. Without it a different training is "
+            "refused, so that nobody's results are lost by a typo, and an up-to-date output "
+            "(same spec digest, same dataset content and weights, every artifact there) is not "
+            "trained again: the run succeeds with the recorded results."
         ),
     )
 

@@ -260,6 +260,39 @@ def test_artifacts_and_termination_message(
     assert message["final"] == metrics["final"]
 
 
+def test_a_rerun_over_an_up_to_date_bucket_output_writes_nothing(
+    moto_s3: S3Server, moto_bucket: str, capsys
+):
+    output = f"s3://{moto_bucket}/results/again"
+    args = ["--data", f"s3://{moto_bucket}/{DATA}", "--strategy", "scratch", "--epochs", "1"]
+    args += ["--image-size", "32", "--output", output]
+    code, lines, err = train(capsys, *args)
+    assert code == 0, err
+    (publish,) = events(lines, "publish")
+    assert (publish["uploaded"], publish["skipped"]) == (len(ARTIFACTS) - 1, 0)
+
+    def objects() -> dict[str, tuple]:
+        pages = moto_s3.client().get_paginator("list_objects_v2").paginate(Bucket=moto_bucket)
+        return {
+            item["Key"]: (item["ETag"], item["LastModified"])
+            for page in pages
+            for item in page.get("Contents", ())
+        }
+
+    before = objects()
+    code, lines, err = train(capsys, *args)
+    assert code == 0, err
+    assert not events(lines, "epoch") and not events(lines, "publish")
+    (summary,) = events(lines, "summary")
+    assert summary["upToDate"] is True
+    metrics = json.loads(get_object(moto_s3, moto_bucket, "results/again/metrics.json"))
+    assert (summary["final"], summary["accuracy"]) == (
+        metrics["final"],
+        metrics["evaluation"]["accuracy"],
+    )
+    assert objects() == before
+
+
 # -- 4. kill and resume -------------------------------------------------------------------------
 
 
