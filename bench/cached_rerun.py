@@ -13,6 +13,8 @@ Not a test: prints figures and a JSON summary last.
 
     python bench/cached_rerun.py                   # 2,800 images at 150 px (minutes on 2 cores)
     python bench/cached_rerun.py --per-class 100   # 100 train + 100 validation per class... fewer
+    python bench/cached_rerun.py --same-output     # the second run against the first's output:
+                                                   # up to date, it trains nothing
 """
 
 from __future__ import annotations
@@ -101,15 +103,17 @@ def phases(run: dict) -> dict[str, float]:
                 marks.append(("features/cache load", at))
             seen.add("head epochs")
             marks.append(("head epochs", at))
-        elif name in ("start", "dataset", "summary"):
+        elif name in ("start", "dataset", "upToDate", "summary"):
             marks.append((name, at))
     marks.append(("exit", run["seconds"]))
     labels = {
         "start": "imports, TensorFlow start-up",
         "dataset": "listing, dataset plan",
+        "upToDate": "weights, output guard, fingerprint, metrics.json read",
         "features/cache load": "weights, output guard, features (or cache load), head build",
         "head epochs": "head epochs",
-        "summary": "classifier build, validation, model save, plots, report, upload",
+        "summary": "classifier build, validation, model save, plots, report, upload (or none: "
+        "up to date)",
         "exit": "process exit",
     }
     out = {}
@@ -126,13 +130,18 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=10, help="head epochs")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument(
+        "--same-output",
+        action="store_true",
+        help="run the second training against the first's output (an up-to-date re-run)",
+    )
+    parser.add_argument(
         "--feature-passes", type=int, help="augmentation.featurePasses (default: the spec's)"
     )
     args = parser.parse_args()
 
     from ict_trainer.s3 import S3Store
 
-    results: dict = {"load1": round(os.getloadavg()[0], 2)}
+    results: dict = {"load1": round(os.getloadavg()[0], 2), "sameOutput": args.same_output}
     results["tensorflowImportSeconds"] = import_seconds("tensorflow")
     results["ictTrainerImportSeconds"] = import_seconds("ict_trainer.train")
     print("imports", results["tensorflowImportSeconds"], results["ictTrainerImportSeconds"])
@@ -169,7 +178,8 @@ def main() -> int:
             )
             runs = {}
             for name in ("first", "second"):
-                runs[name] = ict_train(spec, f"s3://{BUCKET}/runs/{name}", scratch / name)
+                output = "first" if args.same_output else name
+                runs[name] = ict_train(spec, f"s3://{BUCKET}/runs/{output}", scratch / name)
                 print(name, runs[name]["seconds"], phases(runs[name]), flush=True)
                 results[f"{name}Seconds"] = runs[name]["seconds"]
                 results[f"{name}Phases"] = phases(runs[name])
