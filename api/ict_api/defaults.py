@@ -17,9 +17,37 @@ from typing import Any, TypeVar
 STRATEGIES = ("scratch", "bottleneck", "finetune")
 BACKBONE_IMAGE_SIZE = 224  # native input side of every backbone ict offers
 BLOG_RESCALE = 1 / 255
+# A strategy default that model.architecture gives (ARCHITECTURE_DEFAULTS).
+BY_ARCHITECTURE = "by model.architecture"
 
-# Dotted wire path -> strategy -> the value an unset field takes (wire form, as in YAML).
+# model.architecture -> the scratch convnet's shape, for the fields left unset. The blog's
+# three blocks learn 2,000 images to about 0.80; four wider blocks with batch norm, trained
+# longer with weight decay and a cosine schedule, generalise better (bench/RESULTS.md).
+ARCHITECTURE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "blog": {
+        "model.scratchFilters": [32, 32, 64],
+        "model.batchNorm": False,
+        "model.pooling": "flatten",
+        "model.denseUnits": 64,
+    },
+    "wide": {
+        "model.scratchFilters": [32, 64, 128, 128],
+        "model.batchNorm": True,
+        "model.pooling": "flatten",
+        "model.denseUnits": 128,
+    },
+}
+
 STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
+    # A head on cached features converges in a few dozen cheap epochs; a convnet from scratch
+    # needs many more, affordable in bfloat16 (bench/RESULTS.md).
+    "training.epochs": {"scratch": 100, "bottleneck": 50, "finetune": 50},
+    # From scratch: AdamW's decoupled decay and a cosine decay of the rate (warm-up first,
+    # without batch norm the first steps are fragile). Heads keep a constant RMSprop rate:
+    # early stopping picks their epoch.
+    "training.optimizer": {"scratch": "adamw", "bottleneck": "rmsprop", "finetune": "rmsprop"},
+    "training.weightDecay": {"scratch": 0.05, "bottleneck": 0.0, "finetune": 0.0},
+    "training.schedule": {"scratch": "cosine", "bottleneck": "constant", "finetune": "constant"},
     # The blog's convnet at 150 px; the backbones at their native size.
     "model.imageSize": {
         "scratch": 150,
@@ -28,8 +56,8 @@ STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     },
     # Scratch is the blog's convnet (flatten, dense 64); the head on a backbone's features
     # pools them (a flattened VGG16 map is 25,088 wide) into a wider dense layer.
-    "model.pooling": {"scratch": "flatten", "bottleneck": "avg", "finetune": "avg"},
-    "model.denseUnits": {"scratch": 64, "bottleneck": 256, "finetune": 256},
+    "model.pooling": {"scratch": BY_ARCHITECTURE, "bottleneck": "avg", "finetune": "avg"},
+    "model.denseUnits": {"scratch": BY_ARCHITECTURE, "bottleneck": 256, "finetune": 256},
     # Features of augmented copies of the training images: the frozen base is run once per
     # pass and cached, so the head sees varied inputs at no cost per epoch (bench/RESULTS.md).
     "augmentation.featurePasses": {"scratch": 0, "bottleneck": 4, "finetune": 4},
@@ -51,6 +79,7 @@ STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
 # How a value reads in a description, where its JSON would not say it well.
 _WORDS = {
     BLOG_RESCALE: "1/255",
+    BY_ARCHITECTURE: "model.architecture's",
     None: "none (the backbone's own preprocessing)",
     json.dumps({"enabled": False}): "off",
     json.dumps({"enabled": True}): "on (the fields' defaults: valLoss, patience, best restored)",
@@ -86,7 +115,11 @@ def resolve_defaults(spec: Spec) -> Spec:
     The result is validated again, so a default can never make a spec invalid unnoticed.
     """
     data = spec.model_dump(mode="json", by_alias=True)
-    for path, value in defaults_for(spec.strategy.value).items():
+    defaults = defaults_for(spec.strategy.value)
+    if spec.strategy.value == "scratch":
+        # The architecture's shape first: the table defers to it (BY_ARCHITECTURE).
+        defaults = {**defaults, **ARCHITECTURE_DEFAULTS[data["model"]["architecture"]]}
+    for path, value in defaults.items():
         *parents, leaf = path.split(".")
         section = data
         for key in parents:

@@ -12,7 +12,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from ict_api.defaults import unset_means
+from ict_api.defaults import ARCHITECTURE_DEFAULTS, STRATEGY_DEFAULTS, unset_means
 
 API_GROUP = "littledata.dev"
 API_VERSION = "v1alpha1"
@@ -58,6 +58,13 @@ class Pooling(StrEnum):
     AVG = "avg"
     MAX = "max"
     FLATTEN = "flatten"
+
+
+class Architecture(StrEnum):
+    """The scratch convnets (ict_api.defaults.ARCHITECTURE_DEFAULTS gives their shapes)."""
+
+    BLOG = "blog"
+    WIDE = "wide"
 
 
 class FillMode(StrEnum):
@@ -232,18 +239,31 @@ class ModelSpec(SpecModel):
     dropout: float = Field(
         default=0.5, ge=0.0, lt=1.0, description="Dropout before the output layer."
     )
-    scratch_filters: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
-        default=[32, 32, 64],
+    architecture: Architecture = Field(
+        default=Architecture.WIDE,
+        description=(
+            "The scratch convnet (ignored by bottleneck and finetune): blog, the blog's "
+            "conv/relu/max-pool blocks of 32, 32 and 64 filters, flattened into 64 dense units; "
+            "wide, four blocks of 32, 64, 128 and 128 filters with batch norm, into 128 dense "
+            "units (bench/RESULTS.md). It sets scratchFilters, batchNorm, pooling and "
+            "denseUnits where they are unset."
+        ),
+    )
+    scratch_filters: list[Annotated[int, Field(ge=1, le=1024)]] | None = Field(
+        default=None,
         min_length=1,
         max_length=8,
-        description="Filters of each conv/pool block of the scratch convnet (the blog's).",
-    )
-    batch_norm: bool = Field(
-        default=False,
         description=(
-            "Batch normalisation after each scratch convolution. Off by default, as in the "
-            "blog: on a CPU it tripled the epoch time and, with few images, made validation "
-            "accuracy erratic."
+            "Filters of each conv/relu/max-pool block of the scratch convnet. Unset: the "
+            "architecture's."
+        ),
+    )
+    batch_norm: bool | None = Field(
+        default=None,
+        description=(
+            "Batch normalisation after each scratch convolution but the first (whose large "
+            "maps would make it the costliest layer on a CPU). Unset: the architecture's (on "
+            "for wide, off for blog)."
         ),
     )
 
@@ -278,18 +298,40 @@ class EarlyStoppingSpec(SpecModel):
 
 
 class TrainingSpec(SpecModel):
-    epochs: int = Field(
-        default=50,
+    epochs: int | None = Field(
+        default=None,
         ge=1,
         le=10000,
         description=(
             "Epochs of the scratch model, or of the head for bottleneck and finetune, at most: "
-            "early stopping may end the stage sooner."
+            "early stopping may end the stage sooner. " + unset_means("training.epochs")
         ),
     )
     batch_size: int = Field(default=32, ge=1, le=4096, description="Images per step.")
-    optimizer: Optimizer = Field(default=Optimizer.RMSPROP, description="Optimizer.")
+    optimizer: Optimizer | None = Field(
+        default=None, description="Optimizer. " + unset_means("training.optimizer")
+    )
     learning_rate: float = Field(default=1e-3, gt=0.0, le=10.0, description="Learning rate.")
+    weight_decay: float | None = Field(
+        default=None,
+        ge=0.0,
+        lt=1.0,
+        description=(
+            "Decoupled weight decay of the optimizer (AdamW's, or the same decay applied by "
+            "any other optimizer). " + unset_means("training.weightDecay")
+        ),
+    )
+    schedule: Schedule | None = Field(
+        default=None,
+        description=(
+            "Learning rate over the stage: constant keeps learningRate; cosine rises linearly "
+            "from 0 to learningRate over warmupEpochs, then decays to 0 along a cosine by the "
+            "last epoch. " + unset_means("training.schedule")
+        ),
+    )
+    warmup_epochs: int = Field(
+        default=2, ge=0, le=100, description="Epochs of linear warm-up of the cosine schedule."
+    )
     label_smoothing: float | None = Field(
         default=None,
         ge=0.0,
@@ -523,6 +565,31 @@ class ImageClassifierTrainingSpec(SpecModel):
                 f"augmentation.rescale={self.augmentation.rescale!r} applies to the scratch "
                 f"strategy only; strategy {self.strategy.value!r} uses the backbone's own "
                 "preprocessing. Remove augmentation.rescale."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _scratch_image_outlasts_its_blocks(self) -> Self:
+        if self.strategy is not Strategy.SCRATCH:
+            return self
+        model = self.model
+        size = model.image_size or STRATEGY_DEFAULTS["model.imageSize"]["scratch"]
+        filters = (
+            model.scratch_filters
+            or ARCHITECTURE_DEFAULTS[model.architecture.value]["model.scratchFilters"]
+        )
+        side = size
+        for _ in filters:  # a 3x3 convolution without padding, then a 2x2 max-pool
+            side = (side - 2) // 2
+        if side < 1:
+            smallest = 1
+            for _ in filters:
+                smallest = smallest * 2 + 2
+            raise ValueError(
+                f"model.imageSize {size} is too small for the {len(filters)} blocks of the "
+                f"scratch convnet (filters {filters!r}): each block shrinks the side to "
+                f"(side - 2) // 2, leaving nothing. Use model.imageSize >= {smallest}, or fewer "
+                "blocks (model.scratchFilters, or model.architecture: blog)."
             )
         return self
 

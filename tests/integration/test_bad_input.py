@@ -23,7 +23,7 @@ def run_train(capsys, data, output, *extra: str) -> tuple[int, str, str]:
             "--epochs",
             "1",
             "--image-size",
-            "32",
+            "48",
             *extra,
         ]
     )
@@ -172,10 +172,10 @@ def test_output_with_a_different_training_is_refused_unless_overwrite(tmp_path, 
         "--epochs",
         "1",
         "--image-size",
-        "40",
+        "56",
     )
     assert code == 0, err
-    assert json.loads((output / "metrics.json").read_text())["imageSize"] == 40
+    assert json.loads((output / "metrics.json").read_text())["imageSize"] == 56
 
 
 def test_output_holding_other_files_is_refused(tmp_path, capsys):

@@ -29,7 +29,7 @@ def test_a_default_run_prints_only_ict_lines_on_stderr(tmp_path):
     output = tmp_path / "my-first-run"
     run = subprocess.run(
         [*ICT, "train", "--data", str(data), "--strategy", "scratch", "--epochs", "1",
-         "--image-size", "32", "--output", str(output)],
+         "--image-size", "48", "--output", str(output)],
         capture_output=True, text=True, env=fresh_env(tmp_path), check=False,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr

@@ -25,7 +25,7 @@ def private_cache(tmp_path, monkeypatch):
 def scratch(data: str, output: str, *more: str) -> list[str]:
     return [
         *("--data", data, "--strategy", "scratch", "--epochs", "1"),
-        *("--image-size", "32", "--output", output, *more),
+        *("--image-size", "48", "--output", output, *more),
     ]
 
 
@@ -106,7 +106,7 @@ def bottleneck(data: str, output: str, spec: Path) -> list[str]:
     return [
         *("-f", str(spec), "--data", data, "--strategy", "bottleneck"),
         *("--backbone", "mobilenet_v2", "--weights", str(MOBILENET_V2)),
-        *("--image-size", "32", "--epochs", "1", "--output", output),
+        *("--image-size", "48", "--epochs", "1", "--output", output),
     ]
 
 

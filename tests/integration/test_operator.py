@@ -90,7 +90,7 @@ def training(name: str, bucket: str, endpoint: str, **spec) -> dict:
         "dataset": {"uri": f"s3://{bucket}/sample"},
         "output": {"uri": f"s3://{bucket}/runs/{name}"},
         "storage": {"endpoint": endpoint, "region": "us-east-1", "credentialsSecret": SECRET},
-        "model": {"imageSize": 32},
+        "model": {"imageSize": 48},
         "training": {"epochs": 3, "batchSize": 8},
     }
     body.update(spec)

@@ -58,7 +58,7 @@ def data(tmp_path):
 
 
 def scratch_args(
-    data: Path, output: Path, epochs: int = 4, size: int = 32, images: str = "memory"
+    data: Path, output: Path, epochs: int = 4, size: int = 48, images: str = "memory"
 ) -> list[str]:
     spec = output.parent / f"{output.name}.yaml"
     spec.write_text(f"training: {{batchSize: 8}}\ncache: {{images: {images}}}\n")
@@ -100,7 +100,7 @@ def test_the_disk_image_cache_trains_and_resumes_as_the_memory_one(
         train(capsys, *scratch_args(data, tmp_path / "disk", epochs=2, images="disk"))
     cached = sorted((private_cache / "images" / "32px").iterdir())
     assert len(cached) == 32  # every training and validation image (24 + 8), once
-    assert {f.stat().st_size for f in cached} == {32 * 32 * 3}
+    assert {f.stat().st_size for f in cached} == {48 * 48 * 3}
     kill_at(None)
     code, lines, _ = train(capsys, *scratch_args(data, tmp_path / "disk", epochs=2, images="disk"))
     assert code == 0
@@ -188,10 +188,10 @@ def test_a_kill_while_publishing_never_leaves_two_runs_mixed(
     data, tmp_path, capsys, kill_at, point
 ):
     output = tmp_path / "out"
-    assert train(capsys, *scratch_args(data, output, epochs=1, size=32))[0] == 0
+    assert train(capsys, *scratch_args(data, output, epochs=1, size=48))[0] == 0
     kill_at(point)
     with pytest.raises(Killed):
-        train(capsys, *scratch_args(data, output, epochs=1, size=40), "--overwrite")
+        train(capsys, *scratch_args(data, output, epochs=1, size=56), "--overwrite")
     kill_at(None)
     model_size = keras.saving.load_model(output / "model.keras").input_shape[1]
     if (output / "metrics.json").exists():  # then it describes the model next to it
@@ -199,7 +199,7 @@ def test_a_kill_while_publishing_never_leaves_two_runs_mixed(
 
     # The same spec over its own half-published output, --overwrite or not: resumes, publishes;
     # once metrics.json is out, the output is up to date and only the checkpoints are cleared.
-    code, lines, _ = train(capsys, *scratch_args(data, output, epochs=1, size=40))
+    code, lines, _ = train(capsys, *scratch_args(data, output, epochs=1, size=56))
     assert code == 0, capsys.readouterr()
     if point == "publish:before-clear":
         assert events(lines, "upToDate") and not events(lines, "resume")
@@ -207,8 +207,8 @@ def test_a_kill_while_publishing_never_leaves_two_runs_mixed(
         assert events(lines, "resume")[0]["complete"] is True
     assert not events(lines, "epoch")
     assert {p.name for p in output.iterdir()} == ARTIFACTS
-    assert json.loads((output / "metrics.json").read_text())["imageSize"] == 40
-    assert keras.saving.load_model(output / "model.keras").input_shape[1] == 40
+    assert json.loads((output / "metrics.json").read_text())["imageSize"] == 56
+    assert keras.saving.load_model(output / "model.keras").input_shape[1] == 56
 
 
 def test_sigterm_leaves_no_scratch_behind(data, tmp_path, private_cache):

@@ -52,7 +52,7 @@ def test_scratch_writes_every_artifact_and_predicts(cats_dogs, tmp_path, capsys)
         "--epochs",
         "2",
         "--image-size",
-        "32",
+        "48",
         "--output",
         str(output),
     )
@@ -208,7 +208,7 @@ def test_many_classes_use_softmax(tmp_path, capsys):
         "--epochs",
         "1",
         "--image-size",
-        "32",
+        "48",
         "--output",
         str(output),
     )
@@ -268,7 +268,7 @@ def test_sample_data_then_console_script(tmp_path):
             "--epochs",
             "1",
             "--image-size",
-            "32",
+            "48",
             "--output",
             str(output),
         ],

@@ -125,7 +125,7 @@ def test_dataset_is_downloaded_once_then_only_what_changed(
     moto_s3: S3Server, moto_bucket: str, private_cache: Path, capsys
 ):
     data = f"s3://{moto_bucket}/{DATA}"
-    args = ["--data", data, "--strategy", "scratch", "--epochs", "1", "--image-size", "32"]
+    args = ["--data", data, "--strategy", "scratch", "--epochs", "1", "--image-size", "48"]
 
     code, first, err = train(capsys, *args, "--output", f"s3://{moto_bucket}/runs/1")
     assert code == 0, err
@@ -238,7 +238,7 @@ def test_artifacts_and_termination_message(
         "--epochs",
         "2",
         "--image-size",
-        "32",
+        "48",
         "--output",
         output,
     )
@@ -265,7 +265,7 @@ def test_a_rerun_over_an_up_to_date_bucket_output_writes_nothing(
 ):
     output = f"s3://{moto_bucket}/results/again"
     args = ["--data", f"s3://{moto_bucket}/{DATA}", "--strategy", "scratch", "--epochs", "1"]
-    args += ["--image-size", "32", "--output", output]
+    args += ["--image-size", "48", "--output", output]
     code, lines, err = train(capsys, *args)
     assert code == 0, err
     (publish,) = events(lines, "publish")
@@ -468,7 +468,7 @@ def test_missing_bucket(moto_bucket: str, termination: Path, tmp_path: Path, cap
     message, _ = refused(
         capsys,
         termination,
-        *("--data", data, "--strategy", "scratch", "--epochs", "1", "--image-size", "32"),
+        *("--data", data, "--strategy", "scratch", "--epochs", "1", "--image-size", "48"),
         *("--output", output),
     )
     assert f"S3 bucket {missing!r} does not exist" in message
@@ -527,7 +527,7 @@ def test_output_that_cannot_be_written(
         capsys,
         termination,
         *("--data", f"s3://{weed_bucket}/{DATA}", "--strategy", "scratch"),
-        *("--epochs", "1", "--image-size", "32", "--output", output),
+        *("--epochs", "1", "--image-size", "48", "--output", output),
     )
     assert "access denied while writing" in message
     assert f"{output}/" in message and "s3:PutObject" in message
@@ -552,7 +552,7 @@ def test_dataset_key_that_would_escape_the_cache(
         capsys,
         termination,
         *("--data", f"s3://{moto_bucket}/{DATA}", "--strategy", "scratch"),
-        *("--epochs", "1", "--image-size", "32", "--output", str(tmp_path / "out")),
+        *("--epochs", "1", "--image-size", "48", "--output", str(tmp_path / "out")),
     )
     assert repr(escaping) in message and f"s3://{moto_bucket}/{DATA}" in message
     assert "rename the object" in message
@@ -607,7 +607,7 @@ def test_credentials_appear_nowhere(
             "train",
             *("-f", str(bottleneck_spec(tmp_path)), "--data", f"s3://{weed_bucket}/{DATA}"),
             *("--strategy", "bottleneck", "--backbone", "mobilenet_v2"),
-            *("--weights", f"s3://{weed_bucket}/{WEIGHTS}", "--image-size", "32"),
+            *("--weights", f"s3://{weed_bucket}/{WEIGHTS}", "--image-size", "48"),
             *("--epochs", "1", "--output", f"s3://{weed_bucket}/runs/clean"),
         ]
     )

@@ -6,33 +6,37 @@ from ict_api import SpecError, load_document, parse_assignments, resolve_default
 from ict_api.spec import ImageClassifierTrainingSpec, Pooling, Strategy
 from ict_trainer.artifacts import spec_digest
 
-# What an unset field becomes, per strategy: the blog's convnet for scratch, the bottleneck
-# head's settings for the others.
+# What an unset field becomes, per strategy: the wide convnet and a long cosine schedule for
+# scratch, the bottleneck head's settings for the others.
+HEAD = {
+    "imageSize": 224,
+    "filters": None,
+    "pooling": "avg",
+    "denseUnits": 256,
+    "dropout": 0.5,
+    "rescale": None,
+    "earlyStopping": True,
+    "epochs": 50,
+    "optimizer": "rmsprop",
+    "weightDecay": 0.0,
+    "schedule": "constant",
+}
 EXPECTED = {
     "scratch": {
         "imageSize": 150,
+        "filters": [32, 64, 128, 128],
         "pooling": "flatten",
-        "denseUnits": 64,
+        "denseUnits": 128,
         "dropout": 0.5,
         "rescale": 1 / 255,
         "earlyStopping": False,
+        "epochs": 100,
+        "optimizer": "adamw",
+        "weightDecay": 0.05,
+        "schedule": "cosine",
     },
-    "bottleneck": {
-        "imageSize": 224,
-        "pooling": "avg",
-        "denseUnits": 256,
-        "dropout": 0.5,
-        "rescale": None,
-        "earlyStopping": True,
-    },
-    "finetune": {
-        "imageSize": 224,
-        "pooling": "avg",
-        "denseUnits": 256,
-        "dropout": 0.5,
-        "rescale": None,
-        "earlyStopping": True,
-    },
+    "bottleneck": HEAD,
+    "finetune": HEAD,
 }
 
 
@@ -44,12 +48,32 @@ def resolved(strategy: str, **sections) -> ImageClassifierTrainingSpec:
 def summary(spec: ImageClassifierTrainingSpec) -> dict:
     return {
         "imageSize": spec.model.image_size,
+        "filters": spec.model.scratch_filters,
         "pooling": spec.model.pooling.value,
         "denseUnits": spec.model.dense_units,
         "dropout": spec.model.dropout,
         "rescale": spec.augmentation.rescale,
         "earlyStopping": spec.training.early_stopping.enabled,
+        "epochs": spec.training.epochs,
+        "optimizer": spec.training.optimizer.value,
+        "weightDecay": spec.training.weight_decay,
+        "schedule": spec.training.schedule.value,
     }
+
+
+def test_the_blog_architecture_gives_the_blogs_convnet_and_explicit_fields_still_win():
+    blog = resolved("scratch", model={"architecture": "blog"})
+    assert (blog.model.scratch_filters, blog.model.dense_units, blog.model.batch_norm) == (
+        [32, 32, 64],
+        64,
+        False,
+    )
+    assert resolved("scratch").model.batch_norm is True
+    mixed = resolved("scratch", model={"architecture": "blog", "denseUnits": 16})
+    assert (mixed.model.scratch_filters, mixed.model.dense_units) == ([32, 32, 64], 16)
+    # The architecture shapes scratch only: a backbone's head keeps its own defaults.
+    head = resolved("bottleneck", model={"architecture": "blog"})
+    assert (head.model.scratch_filters, head.model.dense_units) == (None, 256)
 
 
 @pytest.mark.parametrize("strategy", list(EXPECTED))
@@ -89,7 +113,7 @@ def test_resolving_is_idempotent_and_keeps_the_strategy():
 
 def test_digest_sees_the_resolved_spec():
     unset = resolved("scratch")
-    written = resolved("scratch", model={"pooling": "flatten", "denseUnits": 64})
+    written = resolved("scratch", model={"pooling": "flatten", "denseUnits": 128})
     other = resolved("scratch", model={"pooling": "avg"})
     assert spec_digest(unset) == spec_digest(written) != spec_digest(other)
 
@@ -97,8 +121,10 @@ def test_digest_sees_the_resolved_spec():
 @pytest.mark.parametrize(
     ("path", "words"),
     [
-        (("model", "pooling"), '"flatten" for scratch; "avg" for bottleneck and finetune'),
-        (("model", "dense_units"), "64 for scratch; 256 for bottleneck and finetune"),
+        (("model", "pooling"), 'model.architecture\'s for scratch; "avg" for bottleneck and'),
+        (("model", "dense_units"), "model.architecture's for scratch; 256 for bottleneck and"),
+        (("training", "schedule"), '"cosine" for scratch; "constant" for bottleneck and'),
+        (("training", "epochs"), "100 for scratch; 50 for bottleneck and finetune"),
         (("model", "image_size"), "150 for scratch; 224 for bottleneck and finetune"),
         (("training", "early_stopping"), "off for scratch; on ("),
         (("augmentation", "rescale"), "1/255 for scratch; none (the backbone's own"),

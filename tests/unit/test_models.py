@@ -111,6 +111,15 @@ def test_scratch_model_shapes(classes, units):
     assert sum(isinstance(layer, keras.layers.Conv2D) for layer in model.layers) == 2
 
 
+def test_batch_norm_follows_every_convolution_but_the_first():
+    model = models.build_scratch_model((64, 64, 3), 2, filters=[8, 16, 16], batch_norm=True)
+    names = [layer.name for layer in model.layers]
+    assert [n for n in names if n.startswith("bn")] == ["bn2", "bn3"]
+    assert model.get_layer("conv1").use_bias and not model.get_layer("conv2").use_bias
+    plain = models.build_scratch_model((64, 64, 3), 2, filters=[8, 16, 16])
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in plain.layers)
+
+
 def test_head_and_classifier_take_raw_images():
     base = backbones.build_base(Backbone.MOBILENET_V2, 64, "none", alpha=0.35)
     extractor = models.build_feature_extractor(

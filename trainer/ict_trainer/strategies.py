@@ -67,24 +67,23 @@ class RunContext:
         )
 
     def compile(
-        self, model: keras.Model, stage: TrainingSpec | FineTuneSpec, steps_per_epoch: int = 0
+        self, model: keras.Model, stage: TrainingSpec | FineTuneSpec, steps_per_epoch: int
     ) -> None:
-        """Compiles with the stage's optimizer (training: scratch and head; fineTune) and, for
-        fineTune, its schedule over epochs of steps_per_epoch steps."""
-        learning_rate = stage.learning_rate
-        if isinstance(stage, FineTuneSpec):
-            learning_rate = models.learning_rate_schedule(
-                stage.schedule,
-                stage.learning_rate,
-                steps=stage.epochs * steps_per_epoch,
-                warmup_steps=stage.warmup_epochs * steps_per_epoch,
-            )
+        """Compiles with the stage's optimizer (training: scratch and head; fineTune) and its
+        schedule over epochs of steps_per_epoch steps."""
+        learning_rate = models.learning_rate_schedule(
+            stage.schedule,
+            stage.learning_rate,
+            steps=stage.epochs * steps_per_epoch,
+            warmup_steps=stage.warmup_epochs * steps_per_epoch,
+        )
         models.compile_model(
             model,
             self.num_classes,
             optimizer=stage.optimizer,
             learning_rate=learning_rate,
             momentum=getattr(stage, "momentum", 0.0),
+            weight_decay=getattr(stage, "weight_decay", 0.0),
             label_smoothing=self.spec.training.label_smoothing,
         )
 
@@ -230,7 +229,8 @@ def train_scratch(ctx: RunContext) -> TrainResult:
             dropout=spec.model.dropout,
             rescale=spec.augmentation.rescale,
         )
-        ctx.compile(model, spec.training)
+        steps = steps_per_epoch(len(ctx.source.fetch().train), spec.training.batch_size)
+        ctx.compile(model, spec.training, steps)
     fit_stage(ctx, result, "train", model, ctx.image_splits, spec.training.epochs)
     result.model = model
     return result
@@ -354,9 +354,10 @@ def _train_head(
             dense_units=spec.model.dense_units,
             dropout=spec.model.dropout,
         )
-        ctx.compile(head, spec.training)
     batch, seed = spec.training.batch_size, spec.training.seed
     features, labels = head_training_rows(arrays)
+    with ctx.distribution.scope():
+        ctx.compile(head, spec.training, steps_per_epoch(len(features), batch))
 
     def data(first_epoch: int) -> StageData:
         return StageData(
