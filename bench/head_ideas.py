@@ -8,6 +8,7 @@ the trainer does), mean over seeds. Not a test: it prints figures.
 
     python bench/head_ideas.py                       # every idea, 3 seeds
     python bench/head_ideas.py --only baseline,passes4
+    python bench/head_ideas.py --scales 224,288      # features at each size, concatenated
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ WEIGHTS = SHARED / "weights" / "mobilenet_v2_0.35_224_no_top.h5"
 PASSES = 4
 
 
-def compute_features(path: Path, data: Path, weights: Path, passes: int) -> dict:
+def compute_features(path: Path, data: Path, weights: Path, passes: int, size: int = 224) -> dict:
     import numpy as np
     import tensorflow as tf
 
@@ -40,7 +41,7 @@ def compute_features(path: Path, data: Path, weights: Path, passes: int) -> dict
         return dict(np.load(path))
     dataset = load_dataset(data, None, seed=1)
     classes = len(dataset.class_names)
-    base = backbones.build_base(Backbone.MOBILENET_V2, 224, str(weights), 0.35)
+    base = backbones.build_base(Backbone.MOBILENET_V2, size, str(weights), 0.35)
     extractor = models.build_feature_extractor(
         base, backbones.preprocessing_layer(Backbone.MOBILENET_V2), Pooling.AVG
     )
@@ -48,7 +49,7 @@ def compute_features(path: Path, data: Path, weights: Path, passes: int) -> dict
     arrays, started = {}, time.monotonic()
     for split in ("train", "validation"):
         samples = getattr(dataset, split)
-        images = image_dataset(samples, classes, 224, 32, with_labels=False)
+        images = image_dataset(samples, classes, size, 32, with_labels=False)
         arrays[f"{split}_labels"] = encode_labels([s.label for s in samples], classes)
         arrays[f"{split}_clean"] = extractor.predict(images, verbose=0)
         arrays[f"{split}_flip"] = extractor.predict(
@@ -190,9 +191,24 @@ def main() -> None:
     parser.add_argument("--features", type=Path, help="cache file (default: /tmp, per --data)")
     parser.add_argument("--only", default="")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument(
+        "--scales",
+        default="224",
+        help="input sizes of the backbone, comma-separated; several: their features side by side",
+    )
     args = parser.parse_args()
-    features = args.features or Path(f"/tmp/ict-head-ideas-{args.data.name}.npz")
-    arrays = compute_features(features, args.data, WEIGHTS, PASSES)
+    per_scale = []
+    for size in (int(s) for s in args.scales.split(",")):
+        suffix = "" if size == 224 else f"-{size}"
+        default = Path(f"/tmp/ict-head-ideas-{args.data.name}{suffix}.npz")
+        features = args.features if args.features and size == 224 else default
+        per_scale.append(compute_features(features, args.data, WEIGHTS, PASSES, size))
+    arrays = {
+        key: per_scale[0][key]
+        if key.endswith("_labels")
+        else np.concatenate([scale[key] for scale in per_scale], axis=1)
+        for key in per_scale[0]
+    }
     chosen = [n for n in args.only.split(",") if n]
     for name, ((x, y), options) in ideas(arrays).items():
         if chosen and name not in chosen:

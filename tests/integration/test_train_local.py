@@ -41,10 +41,17 @@ def private_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def test_scratch_writes_every_artifact_and_predicts(cats_dogs, tmp_path, capsys):
+@pytest.mark.parametrize(
+    ("architecture", "convolutions", "norms"), [("wide", 4, 3), ("blog", 3, 0)]
+)
+def test_scratch_writes_every_artifact_and_predicts(
+    cats_dogs, tmp_path, capsys, architecture, convolutions, norms
+):
     output = tmp_path / "out"
     code, lines, _ = train(
         capsys,
+        "--set",
+        f"model.architecture={architecture}",
         "--data",
         str(cats_dogs),
         "--strategy",
@@ -93,7 +100,11 @@ def test_scratch_writes_every_artifact_and_predicts(cats_dogs, tmp_path, capsys)
     assert "cats" in (output / "index.html").read_text()
 
     model = keras.saving.load_model(output / "model.keras")
-    assert model.input_shape == (None, 32, 32, 3)
+    assert model.input_shape == (None, 48, 48, 3)
+    kinds = [type(layer) for layer in model.layers]
+    assert kinds.count(keras.layers.Conv2D) == convolutions
+    assert kinds.count(keras.layers.BatchNormalization) == norms
+    assert metrics["spec"]["model"]["architecture"] == architecture
     image = next((cats_dogs / "validation" / "dogs").iterdir())
     assert main(["predict", str(output / "model.keras"), str(image), "--json"]) == 0
     row = json.loads(capsys.readouterr().out)
