@@ -101,7 +101,12 @@ def build_feature_extractor(
         x = inputs
         if size != largest:
             resize = keras.layers.Resizing(
-                size, size, interpolation="bilinear", antialias=True, name=f"resize_{size}"
+                size,
+                size,
+                interpolation="bilinear",
+                antialias=True,
+                dtype="float32",  # raw pixels: bfloat16 would round them to steps of 2
+                name=f"resize_{size}",
             )
             x = resize(x)
         branches.append(_pooled(base, preprocessing, pooling, x, suffix=f"_{size}"))
