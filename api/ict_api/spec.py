@@ -12,7 +12,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from ict_api.defaults import ARCHITECTURE_DEFAULTS, STRATEGY_DEFAULTS, unset_means
+from ict_api.defaults import ARCHITECTURE_DEFAULTS, defaults_for, unset_means
 
 API_GROUP = "littledata.dev"
 API_VERSION = "v1alpha1"
@@ -221,6 +221,17 @@ class ModelSpec(SpecModel):
         le=1024,
         description="Side of the square input in pixels. " + unset_means("model.imageSize"),
     )
+    feature_scales: list[Annotated[int, Field(ge=32, le=1024)]] | None = Field(
+        default=None,
+        max_length=4,
+        description=(
+            "Extra input sizes in px at which the frozen backbone also sees each image, their "
+            "pooled features concatenated with those at model.imageSize; e.g. [288] with "
+            "imageSize 224. Images are decoded at the largest size (the saved model's input) "
+            "and resized down for the others. bottleneck and finetune only, with pooling avg "
+            "or max. Unset: imageSize only."
+        ),
+    )
     pooling: Pooling | None = Field(
         default=None,
         description=(
@@ -266,6 +277,12 @@ class ModelSpec(SpecModel):
             "for wide, off for blog)."
         ),
     )
+
+    @property
+    def input_size(self) -> int:
+        """Side at which images are decoded and the saved model takes them: the largest of
+        imageSize and featureScales (of a spec whose defaults are resolved)."""
+        return max([self.image_size, *(self.feature_scales or ())])
 
 
 class EarlyStoppingSpec(SpecModel):
@@ -573,7 +590,7 @@ class ImageClassifierTrainingSpec(SpecModel):
         if self.strategy is not Strategy.SCRATCH:
             return self
         model = self.model
-        size = model.image_size or STRATEGY_DEFAULTS["model.imageSize"]["scratch"]
+        size = model.image_size or defaults_for("scratch")["model.imageSize"]
         filters = (
             model.scratch_filters
             or ARCHITECTURE_DEFAULTS[model.architecture.value]["model.scratchFilters"]
@@ -590,6 +607,30 @@ class ImageClassifierTrainingSpec(SpecModel):
                 f"scratch convnet (filters {filters!r}): each block shrinks the side to "
                 f"(side - 2) // 2, leaving nothing. Use model.imageSize >= {smallest}, or fewer "
                 "blocks (model.scratchFilters, or model.architecture: blog)."
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _feature_scales_fit(self) -> Self:
+        scales = self.model.feature_scales
+        if not scales:
+            return self
+        field = f"model.featureScales={scales!r}"
+        if self.strategy is Strategy.SCRATCH:
+            raise ValueError(
+                f"{field} applies to the bottleneck and finetune strategies only; the scratch "
+                "convnet sees each image at model.imageSize. Remove model.featureScales."
+            )
+        if self.model.pooling is Pooling.FLATTEN:
+            raise ValueError(
+                f"{field} needs model.pooling avg or max: flattened feature maps differ in "
+                "width from one size to the next. Set model.pooling to avg or max."
+            )
+        image_size = self.model.image_size or defaults_for(self.strategy.value)["model.imageSize"]
+        if len(set(scales)) != len(scales) or image_size in scales:
+            raise ValueError(
+                f"{field} repeats a size (model.imageSize is {image_size!r}): each scale adds "
+                "the features of one more size. List each size once, imageSize not among them."
             )
         return self
 

@@ -95,9 +95,10 @@ def preprocessing_layer(backbone: Backbone) -> keras.layers.Layer | None:
 
 
 def build_base(
-    backbone: Backbone, image_size: int, weights: str, alpha: float = 1.0
+    backbone: Backbone, image_size: int | None, weights: str, alpha: float = 1.0
 ) -> keras.Model:
-    """The convolutional base without its top, with weights 'imagenet', 'none' or a file."""
+    """The convolutional base without its top, with weights 'imagenet', 'none' or a file;
+    image_size None: one base for inputs of any size (model.featureScales)."""
     info = BACKBONES[backbone]
     kwargs = {"include_top": False, "input_shape": (image_size, image_size, 3)}
     if info.takes_alpha:

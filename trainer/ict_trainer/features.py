@@ -1,5 +1,5 @@
-"""Bottleneck features: computed once per (dataset content, backbone, weights, size, pooling,
-augmented passes).
+"""Bottleneck features: computed once per (dataset content, backbone, weights, size, extra
+sizes, pooling, augmented passes).
 
 An entry is bottleneck/<key>/ holding one .npy per array and manifest.json. The manifest is
 written last, so an entry without one is incomplete and is never read. Features are stored as
@@ -70,10 +70,12 @@ def cache_key(
     pooling: str,
     feature_passes: int = 0,
     augmentation: dict | None = None,
+    feature_scales: list[int] | None = None,
 ) -> str:
     """The entry's name: a digest of everything its features depend on. `augmentation` (the
     augmentation options and the seed that drew them) matters only with feature_passes > 0,
-    and keys without passes are those of before. The compute precision is left out on
+    `feature_scales` (extra sizes, in the order their features are concatenated) only when
+    given: keys without passes or scales are those of before. The compute precision is left out on
     purpose: features are stored as float32 whatever computed them, and a laptop's float32
     run reusing what a GPU's float16 run extracted is worth more than the last bits."""
     material = {
@@ -87,6 +89,8 @@ def cache_key(
     }
     if feature_passes:
         material["featurePasses"] = {"passes": feature_passes, "augmentation": augmentation}
+    if feature_scales:
+        material["featureScales"] = list(feature_scales)
     encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()[:32]
 

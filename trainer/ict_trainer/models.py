@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import keras
 
 from ict_api.spec import Optimizer, Pooling, Schedule
 
-POOLING: dict[Pooling, Callable[[], keras.layers.Layer]] = {
-    Pooling.AVG: lambda: keras.layers.GlobalAveragePooling2D(name="pool"),
-    Pooling.MAX: lambda: keras.layers.GlobalMaxPooling2D(name="pool"),
-    Pooling.FLATTEN: lambda: keras.layers.Flatten(name="pool"),
+POOLING: dict[Pooling, Callable[..., keras.layers.Layer]] = {
+    Pooling.AVG: lambda name="pool": keras.layers.GlobalAveragePooling2D(name=name),
+    Pooling.MAX: lambda name="pool": keras.layers.GlobalMaxPooling2D(name=name),
+    Pooling.FLATTEN: lambda name="pool": keras.layers.Flatten(name=name),
 }
 
 # Every Keras optimizer applies a decoupled weight decay when given one (AdamW's is the same).
@@ -88,15 +88,46 @@ def build_head(
 
 
 def build_feature_extractor(
-    base: keras.Model, preprocessing: keras.layers.Layer | None, pooling: Pooling
+    base: keras.Model,
+    preprocessing: keras.layers.Layer | None,
+    pooling: Pooling,
+    sizes: Sequence[int] = (),
 ) -> keras.Model:
     """Raw images in [0, 255] -> one feature vector each; the base is frozen and runs in
-    inference mode (fine-tuning unfreezes chosen blocks afterwards)."""
+    inference mode (fine-tuning unfreezes chosen blocks afterwards).
+
+    sizes: the sides at which the base sees each image (imageSize, then featureScales), their
+    pooled features concatenated in that order; the input is the largest, the others are
+    antialiased resizes of it. Empty: the base's own input size, once."""
     base.trainable = False
-    inputs = keras.Input(base.input_shape[1:], name="image")
-    x = preprocessing(inputs) if preprocessing is not None else inputs
-    x = base(x, training=False)
-    return keras.Model(inputs, POOLING[pooling]()(x), name="feature_extractor")
+    if len(sizes) <= 1:
+        inputs = keras.Input(base.input_shape[1:], name="image")
+        return keras.Model(
+            inputs, _pooled(base, preprocessing, pooling, inputs), name="feature_extractor"
+        )
+    largest = max(sizes)
+    inputs = keras.Input((largest, largest, 3), name="image")
+    branches = []
+    for size in sizes:
+        x = inputs
+        if size != largest:
+            resize = keras.layers.Resizing(
+                size,
+                size,
+                interpolation="bilinear",
+                antialias=True,
+                dtype="float32",  # raw pixels: bfloat16 would round them to steps of 2
+                name=f"resize_{size}",
+            )
+            x = resize(x)
+        branches.append(_pooled(base, preprocessing, pooling, x, suffix=f"_{size}"))
+    features = keras.layers.Concatenate(name="scales")(branches)
+    return keras.Model(inputs, features, name="feature_extractor")
+
+
+def _pooled(base, preprocessing, pooling: Pooling, images, suffix: str = ""):
+    x = preprocessing(images) if preprocessing is not None else images
+    return POOLING[pooling](f"pool{suffix}")(base(x, training=False))
 
 
 def build_classifier(extractor: keras.Model, head: keras.Model) -> keras.Model:

@@ -167,7 +167,7 @@ def write_preview(
 ) -> Path:
     """One row per training image: the original, then `variants` augmented copies."""
     dataset = DataSource(spec, Reporter(json_lines=False)).fetch()
-    size = resolve_defaults(spec).model.image_size
+    size = resolve_defaults(spec).model.input_size
     augmenter = build_augmenter(spec.augmentation, spec.training.seed)
     # Take images round-robin over classes so that every class shows up.
     by_class = [[s for s in dataset.train if s.label == k] for k in range(len(dataset.class_names))]

@@ -246,9 +246,12 @@ def seed_builds(seed: int, model: str) -> None:
 def _extractor(ctx: RunContext) -> tuple[keras.Model, keras.Model]:
     spec = ctx.spec.model
     seed_builds(ctx.spec.training.seed, "backbone")
-    base = backbones.build_base(spec.backbone, ctx.image_size, ctx.weights, spec.alpha)
+    sizes = [spec.image_size, *(spec.feature_scales or ())]
+    # One size: the base's input is fixed, as ever; several share a base of any input size.
+    base_size = spec.image_size if len(sizes) == 1 else None
+    base = backbones.build_base(spec.backbone, base_size, ctx.weights, spec.alpha)
     extractor = models.build_feature_extractor(
-        base, backbones.preprocessing_layer(spec.backbone), spec.pooling
+        base, backbones.preprocessing_layer(spec.backbone), spec.pooling, sizes
     )
     return base, extractor
 
@@ -267,10 +270,11 @@ def bottleneck_features(ctx: RunContext, extractor: Callable[[], keras.Model], r
             backbone=spec.backbone.value,
             alpha=spec.alpha,
             weights=backbones.weights_digest(ctx.weights),
-            image_size=ctx.image_size,
+            image_size=spec.image_size,
             pooling=spec.pooling.value,
             feature_passes=passes,
             augmentation={**augmentation.model_dump(mode="json"), "seed": seed},
+            feature_scales=spec.feature_scales,
         )
         cached = ctx.cache.load(key)
         if cached is not None:

@@ -61,7 +61,7 @@ def run_training(
     name = name or run_name_for(spec.output.uri)
     reporter = reporter or Reporter()
     started = time.monotonic()
-    image_size = spec.model.image_size
+    image_size = spec.model.input_size  # the saved model's input: the largest of the sizes
     reporter.emit(
         "start",
         name=name,
