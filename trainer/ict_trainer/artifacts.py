@@ -38,16 +38,10 @@ REPORT = "index.html"
 ALL = (MODEL, WEIGHTS, METRICS, HISTORY, CURVES, CONFUSION, REPORT)
 # Fields that change what is trained; the rest (where it runs, where results go) do not.
 RESULT_FIELDS = ("strategy", "dataset", "model", "training", "augmentation", "fine_tune")
-# Fields added since digests were first published, left out while unset: an output trained
-# before they existed keeps its digest and stays up to date.
-LATER_FIELDS = (("model", "featureScales"),)
 
 
 def spec_digest(spec: ImageClassifierTrainingSpec) -> str:
     material = spec.model_dump(mode="json", by_alias=True, include=set(RESULT_FIELDS))
-    for section, name in LATER_FIELDS:
-        if material[section][name] is None:
-            del material[section][name]
     encoded = json.dumps(material, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(encoded).hexdigest()[:16]
 
