@@ -173,10 +173,9 @@ def main() -> None:
     )
     args = parser.parse_args()
     chosen = args.only or ["baseline", *RUNS, *MULTICLASS_RUNS]
-    extra = {
-        k: json.loads(v) if v[:1].isdigit() or v in ("true", "false") else v
-        for k, v in (item.split("=", 1) for item in args.set)
-    }
+    from ict_api import parse_assignments
+
+    extra = parse_assignments(args.set)  # typed as the spec's fields take them
     results = {}
     if "baseline" in chosen:
         results["blog ImageDataGenerator (scratch)"] = blog_generator_baseline(
