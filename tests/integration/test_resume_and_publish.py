@@ -98,14 +98,14 @@ def test_the_disk_image_cache_trains_and_resumes_as_the_memory_one(
     kill_at("epoch-end:train:1")
     with pytest.raises(Killed):
         train(capsys, *scratch_args(data, tmp_path / "disk", epochs=2, images="disk"))
-    cached = sorted((private_cache / "images" / "32px").iterdir())
+    cached = sorted((private_cache / "images" / "48px").iterdir())
     assert len(cached) == 32  # every training and validation image (24 + 8), once
     assert {f.stat().st_size for f in cached} == {48 * 48 * 3}
     kill_at(None)
     code, lines, _ = train(capsys, *scratch_args(data, tmp_path / "disk", epochs=2, images="disk"))
     assert code == 0
     assert events(lines, "resume")[0]["epoch"] == 1
-    assert sorted((private_cache / "images" / "32px").iterdir()) == cached  # nothing decoded again
+    assert sorted((private_cache / "images" / "48px").iterdir()) == cached  # nothing decoded again
     # the same pixels in the same order: the same run as the memory cache's
     assert losses(tmp_path / "disk") == pytest.approx(losses(tmp_path / "memory"), rel=1e-4)
 

@@ -243,7 +243,7 @@ class Store(ABC):
             bytes=sum(path.stat().st_size for path, _ in jobs),
             seconds=round(time.monotonic() - started, 3),
         )
-        log.info(
+        log.debug(  # a run reports its publish as an event; this is for --verbose
             "put %s to %s: %d written (%d bytes), %d unchanged, %.2f s",
             local_dir,
             self._join(prefix),
