@@ -33,6 +33,17 @@ def test_json_lines_when_not_a_terminal():
     }
 
 
+def test_people_read_a_publish_as_a_sentence(caplog):
+    reporter = Reporter(io.StringIO(), json_lines=False)
+    with caplog.at_level("INFO", logger="ict"):
+        reporter.emit("publish", uri="s3://b/run", uploaded=1, skipped=5, bytes=9, seconds=0.1)
+        reporter.emit("publish", uri="out", uploaded=6, skipped=0, bytes=9, seconds=0.1)
+    assert caplog.messages == [
+        "wrote 1 file to s3://b/run (5 already there, unchanged)",
+        "wrote 6 files to out",
+    ]
+
+
 def test_metrics_are_plain_finite_numbers():
     assert clean_metrics(
         {"loss": float("nan"), "accuracy": 0.123456789, "learning_rate": 1e-3}

@@ -44,9 +44,21 @@ class Reporter:
             log.info("%s", summary_line(fields))
         elif set(fields) == {"message"}:
             log.info("%s", fields["message"])
+        elif event in HUMAN:
+            log.info("%s", HUMAN[event](fields))
         elif event != "epoch":  # Keras' bar already shows epochs
             details = ", ".join(f"{k}={v}" for k, v in fields.items() if k != "spec")
             log.info("%s: %s", event, details)
+
+
+def _published(fields: dict[str, Any]) -> str:
+    kept = f" ({fields['skipped']} already there, unchanged)" if fields["skipped"] else ""
+    count = fields["uploaded"]
+    return f"wrote {count} file{'' if count == 1 else 's'} to {fields['uri']}{kept}"
+
+
+# Events whose fields read better as a sentence than as key=value pairs.
+HUMAN = {"publish": _published}
 
 
 def summary_line(summary: dict[str, Any]) -> str:
