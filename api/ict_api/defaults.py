@@ -42,20 +42,20 @@ STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
     # A head on cached features converges in a few dozen cheap epochs; a convnet from scratch
     # needs many more, affordable in bfloat16 (bench/RESULTS.md).
     "training.epochs": {"scratch": 100, "bottleneck": 50, "finetune": 50},
-    # From scratch: AdamW's decoupled decay and a cosine decay of the rate (warm-up first,
-    # without batch norm the first steps are fragile). Heads keep a constant RMSprop rate:
-    # early stopping picks their epoch.
+    # From scratch: AdamW's decoupled decay and a cosine decay of the rate, after a warm-up
+    # (a freshly initialised convnet's first steps are fragile). Heads keep a constant
+    # RMSprop rate: early stopping picks their epoch.
     "training.optimizer": {"scratch": "adamw", "bottleneck": "rmsprop", "finetune": "rmsprop"},
     "training.weightDecay": {"scratch": 0.05, "bottleneck": 0.0, "finetune": 0.0},
     "training.schedule": {"scratch": "cosine", "bottleneck": "constant", "finetune": "constant"},
-    # The blog's convnet at 150 px; the backbones at their native size.
+    # The scratch convnet at the blog's 150 px; the backbones at their native size.
     "model.imageSize": {
         "scratch": 150,
         "bottleneck": BACKBONE_IMAGE_SIZE,
         "finetune": BACKBONE_IMAGE_SIZE,
     },
-    # Scratch is the blog's convnet (flatten, dense 64); the head on a backbone's features
-    # pools them (a flattened VGG16 map is 25,088 wide) into a wider dense layer.
+    # The scratch convnet's come with its architecture (ARCHITECTURE_DEFAULTS); the head on a
+    # backbone's features pools them (a flattened VGG16 map is 25,088 wide) into 256 units.
     "model.pooling": {"scratch": BY_ARCHITECTURE, "bottleneck": "avg", "finetune": "avg"},
     "model.denseUnits": {"scratch": BY_ARCHITECTURE, "bottleneck": 256, "finetune": 256},
     # Features of augmented copies of the training images: the frozen base is run once per
