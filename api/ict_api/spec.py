@@ -256,8 +256,9 @@ class ModelSpec(SpecModel):
             "The scratch convnet (ignored by bottleneck and finetune): blog, the blog's "
             "conv/relu/max-pool blocks of 32, 32 and 64 filters, flattened into 64 dense units; "
             "wide, four blocks of 32, 64, 128 and 128 filters with batch norm, into 128 dense "
-            "units (bench/RESULTS.md). It sets scratchFilters, batchNorm, pooling and "
-            "denseUnits where they are unset."
+            "units (0.89 on 2,000 cats-dogs images against the blog convnet's 0.79, "
+            "bench/RESULTS.md). It sets scratchFilters, batchNorm, pooling and denseUnits "
+            "where they are unset."
         ),
     )
     scratch_filters: list[Annotated[int, Field(ge=1, le=1024)]] | None = Field(
