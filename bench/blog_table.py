@@ -5,8 +5,8 @@ on a five-class Fashion-MNIST subset (.work/fashion5, written by bench/fashion_s
 and measures the blog's own input pipeline (Keras 2's ImageDataGenerator, from tf_keras) in the
 same run as the baseline for speed. Not a test: it prints figures.
 
-    python bench/blog_table.py                      # everything (about 20-30 min on 2 cores)
-    python bench/blog_table.py --only scratch       # one row
+    python bench/blog_table.py                  # everything: about 2 hours on 2 cores
+    python bench/blog_table.py --only scratch   # one row (scratch: about 50 min)
 """
 
 from __future__ import annotations
