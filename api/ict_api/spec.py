@@ -12,7 +12,7 @@ from typing import Annotated, Self
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from ict_api.defaults import ARCHITECTURE_DEFAULTS, defaults_for, unset_means
+from ict_api.defaults import ARCHITECTURE_DEFAULTS, MAX_IMAGE_SIZE, defaults_for, unset_means
 
 API_GROUP = "littledata.dev"
 API_VERSION = "v1alpha1"
@@ -218,18 +218,18 @@ class ModelSpec(SpecModel):
     image_size: int | None = Field(
         default=None,
         ge=32,
-        le=1024,
+        le=MAX_IMAGE_SIZE,
         description="Side of the square input in pixels. " + unset_means("model.imageSize"),
     )
-    feature_scales: list[Annotated[int, Field(ge=32, le=1024)]] | None = Field(
+    feature_scales: list[Annotated[int, Field(ge=32, le=MAX_IMAGE_SIZE)]] | None = Field(
         default=None,
         max_length=4,
         description=(
-            "Extra input sizes in px at which the frozen backbone also sees each image, their "
-            "pooled features concatenated with those at model.imageSize; e.g. [288] with "
-            "imageSize 224. Images are decoded at the largest size (the saved model's input) "
-            "and resized down for the others. bottleneck and finetune only, with pooling avg "
-            "or max. Unset: imageSize only."
+            "Extra input sizes in px at which the backbone also sees each image, their pooled "
+            "features concatenated with those at model.imageSize; e.g. [288] with imageSize "
+            "224; [] for imageSize alone. Images are decoded at the largest size (the saved "
+            "model's input) and resized down for the others. bottleneck and finetune only, "
+            "with pooling avg or max. " + unset_means("model.featureScales")
         ),
     )
     pooling: Pooling | None = Field(
@@ -294,7 +294,8 @@ class EarlyStoppingSpec(SpecModel):
         default=Monitor.VAL_LOSS,
         description=(
             "Validation metric that chooses the best epoch (reported as best in metrics.json), "
-            "and by which a fine-tuned model must beat the head it started from to be kept."
+            "and that decides between a fine-tuned model and the head it started from when "
+            "both classify as many validation images right."
         ),
     )
     patience: int = Field(
@@ -455,8 +456,8 @@ class FineTuneSpec(SpecModel):
         le=10000,
         description=(
             "Epochs of the fine-tune stage, at most (training.earlyStopping applies). A stage "
-            "that ends worse than the head it started from, on earlyStopping.monitor, is "
-            "discarded and the head is published."
+            "that ends with fewer validation images right than the head it started from (or as "
+            "many and worse on earlyStopping.monitor) is discarded and the head is published."
         ),
     )
     optimizer: Optimizer = Field(default=Optimizer.SGD, description="Optimizer of the stage.")

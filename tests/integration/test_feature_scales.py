@@ -57,7 +57,8 @@ def test_bottleneck_at_two_sizes_caches_both_and_predicts_from_the_largest(
     assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
 
     # The same run at one size is another cache entry, and another model input.
-    code, lines, _ = train(capsys, *args, "--output", str(tmp_path / "single"))
+    one_size = ["--set", "model.featureScales=[]", "--output", str(tmp_path / "single")]
+    code, lines, _ = train(capsys, *args, *one_size)
     assert code == 0
     assert events(lines, "features")[0]["cacheHit"] is False
     assert len(list((private_cache / "bottleneck").iterdir())) == 2

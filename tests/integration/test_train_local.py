@@ -154,7 +154,8 @@ def test_bottleneck_caches_features_and_the_second_run_computes_none(
         assert metrics["history"][name] == pytest.approx(values, rel=1e-5), name
     assert {p.name for p in (tmp_path / "b").iterdir()} >= ARTIFACTS
     assert metrics["backbone"] == "mobilenet_v2"
-    assert keras.saving.load_model(tmp_path / "b" / "model.keras").input_shape[1:] == (64, 64, 3)
+    # The default featureScales add 80 px (9/7 of 64, to a multiple of 8): the model's input.
+    assert keras.saving.load_model(tmp_path / "b" / "model.keras").input_shape[1:] == (80, 80, 3)
 
     (cats_dogs / "train" / "cats" / "extra.jpg").write_bytes(
         next((cats_dogs / "train" / "dogs").iterdir()).read_bytes()

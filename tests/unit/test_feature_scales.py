@@ -51,8 +51,27 @@ def test_the_input_size_is_the_largest_of_the_sizes():
     assert spec("scratch").model.input_size == 150
 
 
+@pytest.mark.parametrize(
+    ("strategy", "model", "expected"),
+    [
+        ("bottleneck", {}, [288]),  # 9/7 of the backbones' 224
+        ("finetune", {"imageSize": 160}, [208]),  # 205.7, to a multiple of 8
+        ("bottleneck", {"imageSize": 32}, [40]),
+        ("finetune", {"pooling": "max"}, [288]),
+        ("bottleneck", {"pooling": "flatten"}, []),  # widths would differ by size
+        ("bottleneck", {"imageSize": 800}, []),  # 1,032 is past the largest size allowed
+        ("bottleneck", {"featureScales": []}, []),  # the user's choice wins
+        ("finetune", {"featureScales": [256, 320]}, [256, 320]),
+        ("scratch", {}, []),
+    ],
+)
+def test_unset_scales_add_one_size_nine_sevenths_of_the_image_size(strategy, model, expected):
+    assert spec(strategy, **model).model.feature_scales == expected
+
+
 def test_scales_change_the_digest():
-    assert spec_digest(spec(featureScales=[288])) != spec_digest(spec())
+    assert spec_digest(spec(featureScales=[])) != spec_digest(spec())
+    assert spec_digest(spec(featureScales=[288])) == spec_digest(spec())  # the default
     assert spec_digest(spec(featureScales=[288, 320])) != spec_digest(spec(featureScales=[288]))
 
 

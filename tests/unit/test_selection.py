@@ -2,9 +2,17 @@
 
 import math
 
+import pytest
+
 from ict_api.spec import EarlyStoppingSpec, Monitor
 from ict_trainer.progress import summary_line
-from ict_trainer.selection import Saved, better, selection_metrics, stage_choice
+from ict_trainer.selection import (
+    Saved,
+    better,
+    fine_tune_wins,
+    selection_metrics,
+    stage_choice,
+)
 
 HISTORY = {
     "loss": [0.7, 0.5, 0.4, 0.3],
@@ -34,6 +42,32 @@ def test_nan_is_worse_than_any_number():
     assert better(0.5, math.nan, Monitor.VAL_LOSS)
     assert not better(math.nan, 0.5, Monitor.VAL_LOSS)
     assert better(0.9, 0.8, Monitor.VAL_ACCURACY) and not better(0.9, 0.8, Monitor.VAL_LOSS)
+
+
+# Head at run epoch 1, fine-tuned at run epoch 2: (val_accuracy, val_loss) of each.
+@pytest.mark.parametrize(
+    ("head", "tuned", "monitor", "expected"),
+    [
+        ((0.98, 0.25), (0.97, 0.24), Monitor.VAL_LOSS, (False, "val_accuracy")),  # lower loss
+        ((0.97, 0.24), (0.98, 0.25), Monitor.VAL_LOSS, (True, "val_accuracy")),
+        ((0.98, 0.25), (0.98, 0.24), Monitor.VAL_LOSS, (True, "val_loss")),  # a tie: the monitor
+        ((0.98, 0.24), (0.98, 0.25), Monitor.VAL_LOSS, (False, "val_loss")),
+        ((0.98, 0.24), (0.98, 0.24), Monitor.VAL_LOSS, (True, "val_loss")),  # no worse: kept
+        ((0.98, 0.25), (math.nan, math.nan), Monitor.VAL_LOSS, (False, "val_accuracy")),
+        ((0.97, 0.2), (0.98, 0.3), Monitor.VAL_ACCURACY, (True, "val_accuracy")),
+    ],
+)
+def test_a_fine_tuned_model_must_classify_more_validation_images_right(
+    head, tuned, monitor, expected
+):
+    history = {"val_accuracy": [head[0], tuned[0]], "val_loss": [head[1], tuned[1]]}
+    assert fine_tune_wins(history, 1, 2, monitor) == expected
+
+
+def test_without_accuracy_the_monitor_decides():
+    history = {"val_loss": [0.3, 0.2]}
+    assert fine_tune_wins(history, 1, 2, Monitor.VAL_LOSS) == (True, "val_loss")
+    assert fine_tune_wins(history, 2, 1, Monitor.VAL_LOSS) == (False, "val_loss")
 
 
 def test_final_best_and_saved_are_told_apart():

@@ -2,7 +2,8 @@
 
 Every stage (scratch's `train`, `head`, `finetune`) ends with the weights of one of its epochs:
 its best by the monitored validation metric when early stopping restores the best weights,
-else its last. A fine-tune stage that ends worse than the head it started from is undone.
+else its last. A fine-tune stage that ends less accurate than the head it started from (or as
+accurate and worse on the monitor) is undone.
 `final` is the last epoch run, `best` the run's best epoch by the monitored metric, `saved`
 the epoch whose weights are in model.keras.
 """
@@ -37,6 +38,23 @@ def better(a: float, b: float, monitor: Monitor) -> bool:
     if math.isnan(a) or math.isnan(b):
         return math.isnan(b) and not math.isnan(a)
     return a < b if LOWER_IS_BETTER[monitor] else a > b
+
+
+def fine_tune_wins(
+    history: dict[str, list[float]], head_epoch: int, tuned_epoch: int, monitor: Monitor
+) -> tuple[bool, str]:
+    """(whether the fine-tuned model replaces the head it started from, the metric that
+    decided), from their saved run epochs (counted from 1). More validation images right wins;
+    as many, a monitored value no worse. Accuracy decides first because it is what users
+    compare: with smoothed targets a lower loss can come with fewer images right
+    (bench/RESULTS.md). Without accuracy in the history, the monitor alone decides."""
+    accuracy = history.get(Monitor.VAL_ACCURACY.value)
+    if accuracy:
+        head, tuned = accuracy[head_epoch - 1], accuracy[tuned_epoch - 1]
+        if better(tuned, head, Monitor.VAL_ACCURACY) or better(head, tuned, Monitor.VAL_ACCURACY):
+            return better(tuned, head, Monitor.VAL_ACCURACY), Monitor.VAL_ACCURACY.value
+    values = history[monitor.value]
+    return not better(values[head_epoch - 1], values[tuned_epoch - 1], monitor), monitor.value
 
 
 def best_index(values: list[float], monitor: Monitor) -> int:

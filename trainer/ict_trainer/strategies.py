@@ -424,26 +424,28 @@ def train_finetune(ctx: RunContext) -> TrainResult:
 
 
 def keep_head_if_worse(result: TrainResult, head_saved, head_weights, head_validation, training):
-    """Undoes a fine-tune stage that ended worse than the head it started from."""
+    """Undoes a fine-tune stage that ended worse than the head it started from
+    (selection.fine_tune_wins says which is better)."""
     monitor = training.early_stopping.monitor
-    values = result.history.get(monitor.value)
-    if not values:  # no validation metric: nothing to judge by
+    if not result.history.get(monitor.value):  # no validation metric: nothing to judge by
         return
-    head_value = values[head_saved.run_epoch - 1]
-    tuned_value = values[result.saved.run_epoch - 1]
-    result.kept_head = selection.better(head_value, tuned_value, monitor)
-    if result.kept_head:
-        log.warning(
-            "fine-tuning ended worse than the head it started from (%s %.4f, head %.4f): "
-            "publishing the head's model",
-            monitor.value,
-            tuned_value,
-            head_value,
-        )
-        result.model.set_weights(head_weights)
-        result.validation = head_validation
-        why = f"head kept: the fine-tuned model's {monitor.value} was worse"
-        result.saved = selection.Saved("head", head_saved.stage_epoch, head_saved.run_epoch, why)
+    head_epoch, tuned_epoch = head_saved.run_epoch, result.saved.run_epoch
+    wins, decided_by = selection.fine_tune_wins(result.history, head_epoch, tuned_epoch, monitor)
+    result.kept_head = not wins
+    if wins:
+        return
+    values = result.history[decided_by]
+    log.warning(
+        "fine-tuning ended worse than the head it started from (%s %.4f, head %.4f): "
+        "publishing the head's model",
+        decided_by,
+        values[tuned_epoch - 1],
+        values[head_epoch - 1],
+    )
+    result.model.set_weights(head_weights)
+    result.validation = head_validation
+    why = f"head kept: the fine-tuned model's {decided_by} was worse"
+    result.saved = selection.Saved("head", head_saved.stage_epoch, head_saved.run_epoch, why)
 
 
 STRATEGIES: dict[Strategy, Callable[[RunContext], TrainResult]] = {
