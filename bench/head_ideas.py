@@ -180,6 +180,9 @@ def ideas(a: dict) -> dict:
         "passes2+smooth0.1": (stack(clean, *aug[:2]), {"smoothing": 0.1}),
         "passes1+smooth0.1": (stack(clean, aug[0]), {"smoothing": 0.1}),
         "passes4+dropout0.7": (stack(clean, *aug), {"dropout": 0.7}),
+        "passes4+smooth0.1+lr3e-4": (stack(clean, *aug), {"smoothing": 0.1, "lr": 3e-4}),
+        "passes4+smooth0.1+lr1e-4": (stack(clean, *aug), {"smoothing": 0.1, "lr": 1e-4}),
+        "passes4+smooth0.1+batch128": (stack(clean, *aug), {"smoothing": 0.1, "batch": 128}),
     }
 
 
