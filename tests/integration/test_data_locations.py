@@ -13,13 +13,7 @@ from ict_trainer.data import load_dataset
 from tests.conftest import S3Server
 from tests.helpers import MOBILENET_V2, cats_dogs_subset, events, image_tree, train
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ICT_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_cache")]
 
 
 def scratch(data: str, output: str, *more: str) -> list[str]:

@@ -12,20 +12,9 @@ import numpy as np
 import pytest
 
 from ict_trainer.cli import main
-from tests.helpers import ARTIFACTS, MOBILENET, MOBILENET_V2, cats_dogs_subset, events, train
+from tests.helpers import ARTIFACTS, MOBILENET, MOBILENET_V2, events, train
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cats_dogs(tmp_path_factory):
-    return cats_dogs_subset(tmp_path_factory.mktemp("cats-dogs"), train=12, validation=6)
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ICT_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_cache")]
 
 
 def test_bottleneck_at_two_sizes_caches_both_and_predicts_from_the_largest(

@@ -12,12 +12,7 @@ import pytest
 from ict_trainer.pipeline import load_image
 from tests.helpers import MOBILENET, MOBILENET_V2, cats_dogs_subset, events, train
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ICT_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_cache")]
 
 
 def validation_loss(output, data) -> float:

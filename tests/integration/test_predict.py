@@ -13,10 +13,7 @@ from ict_trainer.cli import main
 from tests.conftest import S3Server
 from tests.helpers import image_tree
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ICT_CACHE_DIR", str(tmp_path / "cache"))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @pytest.fixture

@@ -21,17 +21,11 @@ from ict_trainer import faults
 from ict_trainer.strategies import STRATEGIES
 from tests.helpers import ARTIFACTS, CATS_DOGS, cats_dogs_subset, events, train
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_cache")]
 
 
 class Killed(BaseException):
     """What a kill point raises in this process instead of signalling it."""
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ICT_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 @pytest.fixture

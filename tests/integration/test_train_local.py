@@ -21,24 +21,12 @@ from tests.helpers import (
     ARTIFACTS,
     MOBILENET,
     MOBILENET_V2,
-    cats_dogs_subset,
     events,
     image_tree,
     train,
 )
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cats_dogs(tmp_path_factory):
-    return cats_dogs_subset(tmp_path_factory.mktemp("cats-dogs"), train=12, validation=6)
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("ICT_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("private_cache")]
 
 
 @pytest.mark.parametrize(

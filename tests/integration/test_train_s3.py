@@ -27,7 +27,7 @@ from ict_trainer.cli import main
 from tests.conftest import S3Credentials, S3Server
 from tests.helpers import ARTIFACTS, CATS_DOGS, MOBILENET_V2, cats_dogs_subset, events, train
 
-pytestmark = [pytest.mark.s3, pytest.mark.slow]
+pytestmark = [pytest.mark.s3, pytest.mark.slow, pytest.mark.usefixtures("private_cache")]
 
 DATA = "datasets/cats-dogs"
 WEIGHTS = f"weights/{MOBILENET_V2.name}"
@@ -76,17 +76,6 @@ def bottleneck_spec(tmp_path: Path) -> Path:
 
 
 # -- fixtures -----------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def cats_dogs(tmp_path_factory) -> Path:
-    return cats_dogs_subset(tmp_path_factory.mktemp("cats-dogs"), train=12, validation=6)
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("ICT_CACHE_DIR", str(tmp_path / "cache"))
-    return tmp_path / "cache"
 
 
 @pytest.fixture
